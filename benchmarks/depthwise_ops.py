@@ -1,0 +1,157 @@
+"""Times every depthwise implementation (and PyTorch, if importable) on the project's shapes.
+
+  python benchmarks/depthwise_ops.py [--quick] [--threads 2] --out FILE.json
+
+Columns: forward; forward + both gradients (training a learned spatial mixer); forward +
+input gradient only (a spatial mixer frozen at init, as in the paper's frozen-spatial runs).
+Milliseconds, median over repetitions after a warm-up call.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from spatialmix_jax import depthwise  # pylint: disable=g-import-not-at-top
+
+# name: (batch, height, width, channels, k, depth multiplier, stride)
+SHAPES = {
+    'S1': (128, 16, 16, 128, 5, 1, 1),  # ConvMixer-128, patch 2, CIFAR
+    'S2': (64, 32, 32, 128, 8, 1, 1),  # the paper's CIFAR ConvMixer, patch 1
+    'R1': (128, 32, 32, 16, 3, 9, 1),  # separable ResNet, first stage
+    'R2': (128, 32, 32, 32, 3, 9, 2),  # separable ResNet, downsampling block
+}
+
+
+def _median_ms(fn, reps):
+  fn()  # warm-up (compilation, allocator)
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    fn()
+    times.append((time.perf_counter() - start) * 1e3)
+  return statistics.median(times)
+
+
+def _jax_rows(shape, impl, reps):
+  n, h, w, c, k, d, s = shape
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((n, h, w, c), np.float32))
+  kernel = jnp.asarray(rng.standard_normal((k, k, 1, c * d), np.float32))
+  g = jnp.asarray(rng.standard_normal((n, -(-h // s), -(-w // s), c * d), np.float32))
+
+  def conv(a, b):
+    return depthwise.depthwise_conv(a, b, stride=s, impl=impl)
+
+  fwd = jax.jit(conv)
+  both = jax.jit(lambda a, b, t: jax.vjp(conv, a, b)[1](t))
+  only_x = jax.jit(lambda a, b, t: jax.vjp(lambda u: conv(u, b), a)[1](t))
+  return {
+      'fwd_ms': _median_ms(lambda: fwd(x, kernel).block_until_ready(), reps),
+      'fwd_bwd_ms': _median_ms(
+          lambda: jax.block_until_ready(both(x, kernel, g)), reps),
+      'fwd_bwd_x_ms': _median_ms(
+          lambda: jax.block_until_ready(only_x(x, kernel, g)), reps),
+  }
+
+
+def _torch_rows(torch, shape, reps):
+  n, h, w, c, k, d, s = shape
+  f = torch.nn.functional
+  conv = torch.nn.Conv2d(c, c * d, k, stride=s, groups=c, bias=False)
+  conv = conv.to(memory_format=torch.channels_last)
+  out_h, out_w = -(-h // s), -(-w // s)
+  # Same asymmetric 'SAME' padding as lax (extra row/column at the end).
+  pad_h = max((out_h - 1) * s + k - h, 0)
+  pad_w = max((out_w - 1) * s + k - w, 0)
+  pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+  symmetric = pads[0] == pads[1] and pads[2] == pads[3]
+  if symmetric:
+    conv.padding = (pads[2], pads[0])
+
+  def run(x):
+    return conv(x) if symmetric else conv(f.pad(x, pads))
+
+  x = torch.randn(n, c, h, w).to(memory_format=torch.channels_last)
+  g = torch.randn(n, c * d, out_h, out_w).to(memory_format=torch.channels_last)
+
+  def fwd():
+    with torch.no_grad():
+      run(x)
+
+  def both():
+    xr = x.detach().requires_grad_(True)
+    conv.weight.grad = None
+    run(xr).backward(g)
+
+  def only_x():
+    conv.weight.requires_grad_(False)
+    xr = x.detach().requires_grad_(True)
+    run(xr).backward(g)
+    conv.weight.requires_grad_(True)
+
+  return {'fwd_ms': _median_ms(fwd, reps), 'fwd_bwd_ms': _median_ms(both, reps),
+          'fwd_bwd_x_ms': _median_ms(only_x, reps)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--quick', action='store_true',
+                      help='3 repetitions instead of 10 (smoke run, not for the record)')
+  # XLA:CPU always uses one thread per core; match PyTorch to it on a 2-core machine.
+  parser.add_argument('--threads', type=int, default=2,
+                      help='PyTorch intra-op threads (XLA uses one per core)')
+  parser.add_argument('--out', required=True)
+  parser.add_argument('--shapes', default=','.join(SHAPES))
+  parser.add_argument('--impls', default=','.join(depthwise.IMPLS + ('torch',)))
+  args = parser.parse_args()
+  reps = 3 if args.quick else 10
+  impls = args.impls.split(',')
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(args.threads)
+  except ImportError:
+    torch = None
+
+  records = []
+  print(f'{"shape":6} {"impl":6} {"fwd ms":>9} {"fwd+bwd ms":>11} {"fwd+dx ms":>10}  '
+        '(B, H, W, C, k, d, stride)')
+  for name in args.shapes.split(','):
+    shape = SHAPES[name]
+    for impl in impls:
+      if impl == 'torch':
+        if torch is None:
+          continue
+        row = _torch_rows(torch, shape, reps)
+      else:
+        row = _jax_rows(shape, impl, reps)
+      print(f'{name:6} {impl:6} {row["fwd_ms"]:9.2f} {row["fwd_bwd_ms"]:11.2f} '
+            f'{row["fwd_bwd_x_ms"]:10.2f}  {shape}', flush=True)
+      records.append({'shape': name, 'dims': dict(zip(
+          ('batch', 'height', 'width', 'channels', 'k', 'depth_multiplier', 'stride'),
+          shape)), 'impl': impl, 'dtype': 'float32', 'reps': reps, **row})
+
+  meta = {
+      'torch_threads': args.threads, 'jax': jax.__version__, 'backend': jax.default_backend(),
+      'torch': torch.__version__ if torch else None, 'machine': platform.processor() or
+      platform.machine(), 'cpu_count': os.cpu_count(), 'quick': args.quick,
+      'auto': {n: depthwise.resolve_impl('auto', (s[0], s[1], s[2], s[3]),
+                                         (s[4], s[4], 1, s[3] * s[5]), 'cpu')
+               for n, s in SHAPES.items()},
+  }
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump({'meta': meta, 'records': records}, f, indent=1)
+
+
+if __name__ == '__main__':
+  main()

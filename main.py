@@ -1,0 +1,77 @@
+"""Trains or evaluates a spatialmix-jax config.
+
+  python main.py --config=configs/default.py --workdir=/tmp/digits
+  python main.py --config=configs/default.py --workdir=/tmp/digits --mode=eval
+  python main.py --config=configs/convmixer_cifar10.py --config.mode=space --workdir=...
+"""
+
+import logging as std_logging
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and results.json.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes the workdir) or eval.')
+flags.DEFINE_enum('distributed', 'auto', ['auto', 'yes', 'no'],
+                  'Call jax.distributed.initialize(): auto does on a multi-host TPU slice or '
+                  'when --num_processes > 1.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (GPU multi-host).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (GPU multi-host).')
+flags.DEFINE_integer('process_id', None, 'This process (GPU multi-host).')
+config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _multihost_tpu():
+  hosts = os.environ.get('TPU_WORKER_HOSTNAMES', '')
+  return len([h for h in hosts.split(',') if h]) > 1
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Drops the per-save INFO chatter of Orbax (dozens of lines per checkpoint)."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_logger().addFilter(_QuietLibraries())
+  # TensorFlow only feeds data: keep it off the accelerators JAX owns.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  tf.config.set_visible_devices([], 'TPU')
+  import jax  # pylint: disable=g-import-not-at-top
+
+  wants_distributed = FLAGS.distributed == 'yes' or (
+      FLAGS.distributed == 'auto' and ((FLAGS.num_processes or 1) > 1 or _multihost_tpu()))
+  if wants_distributed:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.default_backend())
+
+  from spatialmix_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax import train  # pylint: disable=g-import-not-at-top
+  try:
+    if FLAGS.mode == 'train':
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      evaluation.evaluate(FLAGS.config, FLAGS.workdir)
+  except (ValueError, PermissionError, FloatingPointError) as e:
+    # Configuration and data problems are the user's to fix: one line, no traceback.
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,119 @@
+"""Orbax checkpoints of the train state under `WORKDIR/checkpoints/`.
+
+Orbax writes each step to a temporary folder and renames it when complete, so a step is never
+half-written by us; but it still lists a step whose files were later damaged, and a failed
+restore floods stderr. `restore_latest` therefore checks the architecture first (a one-line
+error), then tries steps newest first with stderr held back, and falls back to the previous
+step with one warning line naming the bad one.
+"""
+
+import contextlib
+import os
+import tempfile
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+class ArchitectureMismatchError(ValueError):
+  pass
+
+
+class NoCheckpointError(ValueError):
+  pass
+
+
+def _shape_table(tree):
+  """{'weights/spatial/...': shape} of the parts that define the architecture."""
+  table = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    keys = [str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path]
+    if keys and keys[0] in ('weights', 'batch_stats'):
+      table['/'.join(keys)] = tuple(leaf.shape)
+  return table
+
+
+@contextlib.contextmanager
+def _stderr_held_back():
+  """Sends fd 2 to a temporary file for the duration (Orbax/TensorStore failures are long)."""
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as sink:
+    os.dup2(sink.fileno(), 2)
+    try:
+      yield
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+class Checkpoints:
+  """Saving and restoring the train state of one workdir."""
+
+  def __init__(self, workdir, keep=3, create=True):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
+                                             enable_async_checkpointing=True),
+        # Named up front so a fresh process can read metadata before any save or restore.
+        item_handlers=ocp.StandardCheckpointHandler())
+
+  def steps(self):
+    return sorted(self._manager.all_steps())
+
+  def save(self, step, state):
+    self._manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
+
+  def wait(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def check_architecture(self, step, abstract_state):
+    try:
+      saved = _shape_table(self._manager.item_metadata(step))
+    except Exception:  # pylint: disable=broad-except
+      return  # unreadable metadata: the restore below reports the damaged step
+    expected = _shape_table(abstract_state)
+    if saved != expected:
+      differing = sorted(set(saved.items()) ^ set(expected.items()))
+      name, _ = differing[0]
+      raise ArchitectureMismatchError(
+          f'The checkpoint at step {step} in {self.directory} was written by a different '
+          f'architecture (first difference: {name}: checkpoint {saved.get(name)} vs config '
+          f'{expected.get(name)}); use the config it was trained with or a new --workdir.')
+
+  def restore(self, step, abstract_state):
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+  def restore_latest(self, abstract_state, step=None):
+    """(state, step) from `step` or the newest readable step; (None, None) when there is none.
+
+    An explicitly requested step must be readable; otherwise damaged newer steps are skipped
+    with a warning (a preempted or corrupted write must not cost the whole run).
+    """
+    steps = self.steps()
+    if step is not None:
+      if step not in steps:
+        raise NoCheckpointError(
+            f'No checkpoint at step {step} in {self.directory}; saved steps: {steps}.')
+      self.check_architecture(step, abstract_state)
+      return self.restore(step, abstract_state), step
+    for candidate in reversed(steps):
+      self.check_architecture(candidate, abstract_state)
+      try:
+        with _stderr_held_back():
+          state = self.restore(candidate, abstract_state)
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('Checkpoint step %d in %s is unreadable (%s); falling back to the '
+                        'previous one.', candidate, self.directory,
+                        str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        continue
+      return state, candidate
+    if steps:
+      raise NoCheckpointError(f'No readable checkpoint in {self.directory} (steps {steps} are '
+                              'all damaged); start a new --workdir.')
+    return None, None

@@ -1,0 +1,77 @@
+"""ConvMixer (Trockman & Kolter, "Patches Are All You Need?") with separable mixers.
+
+stem -> act -> BN, then `depth` x [x + BN(act(depthwise(x))) -> BN(act(pointwise(.)))], then
+a task head. Only the depthwise convs (`spatial`), pointwise convs (`channel`) and the patch
+stem (`stem`) are mixers; see `layers.py` for the collections.
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from spatialmix_jax import layers
+
+# ImageNet models of the ConvMixer paper, named width_depth.
+PRESETS = {
+    '1536_20': dict(width=1536, depth=20, kernel_size=9, patch_size=7),
+    '768_32': dict(width=768, depth=32, kernel_size=7, patch_size=7),
+    # Width, kernel and patch of the spatial-mixing paper's ImageNet and CIFAR runs; the
+    # depths are assumptions (ConvMixer-512/16 and the CIFAR ConvMixer-256/8 depths), so
+    # check them against the paper before quoting results.
+    'spatialmix_imagenet': dict(width=512, depth=16, kernel_size=8, patch_size=7),
+    'spatialmix_cifar': dict(width=128, depth=8, kernel_size=8, patch_size=1),
+}
+
+
+class ConvMixer(nn.Module):
+  """Classifier of NHWC images in [0, 1]; returns float32 logits (N, num_classes)."""
+  width: int
+  depth: int
+  kernel_size: int = 9
+  patch_size: int = 7
+  num_classes: int = 1000
+  act: str = 'gelu'
+  mean: Sequence[float] = (0.0,)
+  std: Sequence[float] = (1.0,)
+  spatial_init: str = 'random'
+  smooth_sigma: float = 1.0
+  init_scheme: str = 'torch'
+  depthwise_impl: str = 'auto'
+  dtype: Any = jnp.float32
+
+  def mix(self, x, train):
+    """Normalisation, stem and mixer blocks; called from a compact `__call__`."""
+    act = layers.activation(self.act)
+    norm = functools.partial(layers.BatchNorm, use_running_average=not train, dtype=self.dtype)
+    x = layers.normalize(x.astype(jnp.float32), self.mean, self.std)
+    x = norm()(act(layers.PatchStem(self.width, self.patch_size, self.init_scheme, self.dtype)(x)))
+    for _ in range(self.depth):
+      x = x + norm()(act(layers.DepthwiseConv(
+          1, self.kernel_size, use_bias=True, spatial_init=self.spatial_init,
+          smooth_sigma=self.smooth_sigma, init_scheme=self.init_scheme, impl=self.depthwise_impl,
+          dtype=self.dtype)(x)))
+      x = norm()(act(layers.PointwiseConv(
+          self.width, init_scheme=self.init_scheme, dtype=self.dtype)(x)))
+    return x
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = jnp.mean(self.mix(x, train), axis=(1, 2))
+    return layers.Dense(self.num_classes, self.init_scheme, self.dtype)(x).astype(jnp.float32)
+
+
+class UnshuffleConvMixer(ConvMixer):
+  """Pixel un-shuffling: patch 1, no pooling, a linear 1x1 head back to the input channels.
+
+  Returns a float32 NHWC image of the input's shape; `num_classes` is unused.
+  """
+  patch_size: int = 1
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    # The head is the task's read-out, not a mixer, so it lives in `params` (Dense acts on
+    # the channel axis, i.e. a 1x1 conv).
+    y = layers.Dense(x.shape[-1], self.init_scheme, self.dtype)(self.mix(x, train))
+    return y.astype(jnp.float32)

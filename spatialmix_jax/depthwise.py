@@ -1,0 +1,381 @@
+"""Depthwise (spatial-mixing) convolution: one function, several implementations.
+
+`depthwise_conv(x, kernel, stride=..., impl=...)` computes a 'SAME'-padded depthwise
+convolution of NHWC images `x` (C channels) with a kernel of shape (k, k, 1, C * d): output
+channel `o` filters input channel `o // d` (depth multiplier `d`), as
+`lax.conv_general_dilated(..., feature_group_count=C)` does.
+
+Implementations (all agree with 'xla' in value and in both gradients):
+
+* 'xla':   the stock grouped convolution. The reference, and the right choice on GPU/TPU,
+           but on XLA:CPU it is 20-40x slower than PyTorch for fwd+bwd.
+* 'shift': k*k shifted multiply-adds in one fused loop, with a custom VJP: the input
+           gradient is another shift-and-add (correlation of the stride-dilated output
+           gradient with the flipped kernel) and the kernel gradient is k*k reductions,
+           scanned over batch chunks so each chunk's working set stays in L2.
+* 'fft':   pointwise products of rfft2 spectra; its cost does not grow with k, so it
+           pays off for large kernels. Plain autodiff.
+* 'native': CPU only. A C++ kernel (csrc/depthwise_cpu.cc) behind `jax.ffi`, compiled with
+           the system C++ compiler on first use into a cache directory. Where that fails
+           (no compiler, no headers, non-CPU backend) 'auto' never picks it and asking
+           for it explicitly raises with the compiler's message.
+
+Arithmetic is float32 whatever the input dtype; the result has the inputs' dtype.
+"""
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+IMPLS = ('xla', 'shift', 'fft', 'native')
+
+# Working-set budget (bytes of one batch chunk of padded x plus output gradient) for the
+# scanned kernel gradient. The L2 here is 1 MiB per core; see benchmarks/depthwise_ops.py.
+_DW_CHUNK_BYTES = 1 << 19
+
+
+def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None):
+  """Returns the concrete implementation name for `impl` ('auto' or one of IMPLS)."""
+  if impl == 'auto':
+    return _auto_impl(x_shape, kernel_shape, backend)
+  if impl not in IMPLS:
+    raise ValueError(
+        f'Unknown depthwise_impl {impl!r}; choose one of {("auto",) + IMPLS}.')
+  if impl == 'native':
+    if backend not in (None, 'cpu'):
+      raise ValueError(f"depthwise_impl 'native' is CPU-only; backend is {backend!r}.")
+    if not native_available():
+      raise RuntimeError(f"depthwise_impl 'native' is unavailable: {_native_error()}")
+  return impl
+
+
+def _auto_impl(x_shape, kernel_shape, backend):
+  if backend not in (None, 'cpu'):
+    # Unmeasured on GPU/TPU: the vendor grouped-conv kernels are the safe default there.
+    return 'xla'
+  del x_shape, kernel_shape
+  return 'shift'
+
+
+def _same_pads(size, k, stride):
+  """(output size, low pad, high pad) of lax's 'SAME' padding along one axis."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + k - size, 0)
+  return out, total // 2, total - total // 2
+
+
+def _split_kernel(kernel, channels):
+  """(k, k, 1, C*d) kernel -> float32 (k, k, C) if d == 1 else (k, k, C, d), and d.
+
+  With d > 1 the input gets a trailing unit axis instead, so that broadcasting does the
+  channel repeat inside the fused loops rather than materialising a d-times larger input.
+  """
+  k_h, k_w, _, out_channels = kernel.shape
+  d = out_channels // channels
+  w = kernel.astype(jnp.float32).reshape(k_h, k_w, channels, d)
+  return (w[..., 0] if d == 1 else w), d
+
+
+def _expand(x, d):
+  return x if d == 1 else x[..., None]
+
+
+def _window(a, start_h, start_w, size_h, size_w, stride):
+  """a[:, start_h::stride][:size_h] (same for w), other axes whole."""
+  limit = list(a.shape)
+  limit[1] = start_h + (size_h - 1) * stride + 1
+  limit[2] = start_w + (size_w - 1) * stride + 1
+  start = [0] * a.ndim
+  start[1], start[2] = start_h, start_w
+  strides = [1] * a.ndim
+  strides[1] = strides[2] = stride
+  return lax.slice(a, start, limit, strides)
+
+
+def _shift_sum(a, w, out_h, out_w, stride):
+  """out[n, i, j] = sum_{p, q} a[n, i*stride + p, j*stride + q] * w[p, q]."""
+  acc = None
+  for p in range(w.shape[0]):
+    for q in range(w.shape[1]):
+      term = _window(a, p, q, out_h, out_w, stride) * w[p, q]
+      acc = term if acc is None else acc + term
+  return acc
+
+
+def _pad_hw(a, pads_h, pads_w, interior=0):
+  config = [(0, 0, 0)] * a.ndim
+  config[1] = (*pads_h, interior)
+  config[2] = (*pads_w, interior)
+  return lax.pad(a, jnp.zeros((), a.dtype), config)
+
+
+def _chunk_size(n, bytes_per_example):
+  """Largest divisor of n whose chunk fits the kernel-gradient working-set budget."""
+  limit = max(1, _DW_CHUNK_BYTES // max(bytes_per_example, 1))
+  return max(c for c in range(1, min(n, limit) + 1) if n % c == 0)
+
+
+def _shift_forward(x, kernel, stride):
+  n, h, wd, c = x.shape
+  k_h, k_w = kernel.shape[:2]
+  w, d = _split_kernel(kernel, c)
+  out_h, lo_h, hi_h = _same_pads(h, k_h, stride)
+  out_w, lo_w, hi_w = _same_pads(wd, k_w, stride)
+  xp = _pad_hw(_expand(x.astype(jnp.float32), d), (lo_h, hi_h), (lo_w, hi_w))
+  y = _shift_sum(xp, w, out_h, out_w, stride)
+  return y.reshape(n, out_h, out_w, c * d).astype(jnp.result_type(x, kernel))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _shift_depthwise(x, kernel, stride):
+  return _shift_forward(x, kernel, stride)
+
+
+def _shift_depthwise_fwd(x, kernel, stride):
+  return _shift_forward(x, kernel, stride), (x, kernel)
+
+
+def _shift_depthwise_bwd(stride, res, g):
+  x, kernel = res
+  n, h, wd, c = x.shape
+  k_h, k_w = kernel.shape[:2]
+  w, d = _split_kernel(kernel, c)
+  out_h, lo_h, hi_h = _same_pads(h, k_h, stride)
+  out_w, lo_w, hi_w = _same_pads(wd, k_w, stride)
+  g = g.astype(jnp.float32).reshape(n, out_h, out_w, *w.shape[2:])
+
+  # Input gradient: dx_pad[r] = sum_p g_dilated[r - p] w[p], i.e. a stride-1 correlation
+  # of the zero-dilated, (k-1)-padded gradient with the flipped kernel. The padding below
+  # is shifted by the forward's low pad (negative values crop) so that the correlation
+  # lands exactly on the unpadded input rows.
+  def grad_pads(size, k, out, lo):
+    low = k - 1 - lo
+    return low, size + k - 1 - ((out - 1) * stride + 1) - low
+
+  gp = _pad_hw(g, grad_pads(h, k_h, out_h, lo_h), grad_pads(wd, k_w, out_w, lo_w),
+               interior=stride - 1)
+  dx = _shift_sum(gp, w[::-1, ::-1], h, wd, 1)
+  if d > 1:
+    dx = dx.sum(axis=-1)
+
+  # Kernel gradient: dw[p, q] = sum_{n, i, j} x_pad[n, i*s + p, j*s + q] * g[n, i, j].
+  # Reading all of x and g once per tap is memory-bound; chunking over the batch keeps
+  # each chunk hot in cache across the k*k taps.
+  bytes_per_example = 4 * ((h + lo_h + hi_h) * (wd + lo_w + hi_w) * c
+                           + out_h * out_w * c * d)
+  chunk = _chunk_size(n, bytes_per_example)
+
+  def chunk_grad(acc, xg):
+    xc, gc = xg
+    xp = _pad_hw(_expand(xc.astype(jnp.float32), d), (lo_h, hi_h), (lo_w, hi_w))
+    taps = [
+        jnp.sum(_window(xp, p, q, out_h, out_w, stride) * gc, axis=(0, 1, 2))
+        for p in range(k_h) for q in range(k_w)
+    ]
+    return acc + jnp.stack(taps).reshape(acc.shape), None
+
+  xs = x.reshape(n // chunk, chunk, h, wd, c)
+  gs = g.reshape(n // chunk, chunk, *g.shape[1:])
+  dw, _ = lax.scan(chunk_grad, jnp.zeros(w.shape, jnp.float32), (xs, gs))
+  return dx.astype(x.dtype), dw.reshape(kernel.shape).astype(kernel.dtype)
+
+
+_shift_depthwise.defvjp(_shift_depthwise_fwd, _shift_depthwise_bwd)
+
+
+def _fft_size(n):
+  """Smallest 2^a 3^b 5^c >= n: pocketfft is much faster on such sizes than on primes."""
+  m = n
+  while True:
+    r = m
+    for f in (2, 3, 5):
+      while r % f == 0:
+        r //= f
+    if r == 1:
+      return m
+    m += 1
+
+
+def _fft_depthwise(x, kernel, stride):
+  n, h, wd, c = x.shape
+  k_h, k_w = kernel.shape[:2]
+  w, d = _split_kernel(kernel, c)
+  out_h, lo_h, hi_h = _same_pads(h, k_h, stride)
+  out_w, lo_w, hi_w = _same_pads(wd, k_w, stride)
+  # Circular correlation of length P >= padded size never wraps into the outputs we keep
+  # (i + p <= padded size - 1 for every kept row i and tap p), so P can be rounded up to a
+  # fast FFT size; the extra zeros only extend the low/high padding.
+  size_h = _fft_size(h + lo_h + hi_h)
+  size_w = _fft_size(wd + lo_w + hi_w)
+  xp = _pad_hw(x.astype(jnp.float32), (lo_h, size_h - h - lo_h),
+               (lo_w, size_w - wd - lo_w))
+  spec_x = jnp.fft.rfft2(xp, axes=(1, 2))
+  wp = jnp.pad(w, [(0, size_h - k_h), (0, size_w - k_w)] + [(0, 0)] * (w.ndim - 2))
+  spec_w = jnp.conj(jnp.fft.rfft2(wp, axes=(0, 1)))
+  y = jnp.fft.irfft2(_expand(spec_x, d) * spec_w, s=(size_h, size_w), axes=(1, 2))
+  y = _window(y, 0, 0, out_h, out_w, stride)
+  return y.reshape(n, out_h, out_w, c * d).astype(jnp.result_type(x, kernel))
+
+
+# ---------------------------------------------------------------------------------------
+# Native CPU kernel.
+
+_NATIVE_SOURCE = os.path.join(os.path.dirname(__file__), 'csrc', 'depthwise_cpu.cc')
+_NATIVE_TARGETS = {
+    'fwd': 'SpatialmixDepthwiseFwd',
+    'bwd_input': 'SpatialmixDepthwiseBwdInput',
+    'bwd_kernel': 'SpatialmixDepthwiseBwdKernel',
+}
+_native_lock = threading.Lock()
+_native_state = {}  # 'ok': bool, 'error': str
+
+
+def _cpu_signature():
+  # -march=native code must not be reused by a different CPU sharing the cache directory.
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next((line for line in f if line.startswith('flags')), '')
+  except OSError:
+    return platform.processor()
+
+
+def _build_native():
+  """Compiles the kernel (or reuses the cached build) and registers its FFI targets."""
+  if os.environ.get('SPATIALMIX_NO_NATIVE'):
+    raise RuntimeError('disabled by SPATIALMIX_NO_NATIVE')
+  if platform.system() != 'Linux':
+    raise RuntimeError('only built on Linux')
+  with open(_NATIVE_SOURCE, 'rb') as f:
+    source = f.read()
+  compiler = os.environ.get('CXX', 'g++')
+  flags = ['-std=c++20', '-O3', '-march=native', '-shared', '-fPIC', '-w',
+           '-I', jax.ffi.include_dir()]
+  key = hashlib.sha256(b'\0'.join(
+      [source, compiler.encode(), ' '.join(flags).encode(), jax.__version__.encode(),
+       _cpu_signature().encode()])).hexdigest()[:16]
+  cache_dir = os.environ.get('SPATIALMIX_CACHE_DIR') or os.path.join(
+      os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'spatialmix_jax')
+  lib_path = os.path.join(cache_dir, f'depthwise_cpu-{key}.so')
+  if not os.path.exists(lib_path):
+    os.makedirs(cache_dir, exist_ok=True)
+    # Build under a private name and rename: concurrent processes never load a torn file.
+    fd, tmp_path = tempfile.mkstemp(suffix='.so', dir=cache_dir)
+    os.close(fd)
+    try:
+      proc = subprocess.run([compiler, *flags, _NATIVE_SOURCE, '-o', tmp_path],
+                            capture_output=True, text=True, timeout=300, check=False)
+      if proc.returncode:
+        raise RuntimeError(f'{compiler} failed: {proc.stderr.strip()[-2000:]}')
+      os.replace(tmp_path, lib_path)
+    finally:
+      if os.path.exists(tmp_path):
+        os.unlink(tmp_path)
+  lib = ctypes.cdll.LoadLibrary(lib_path)
+  for name, symbol in _NATIVE_TARGETS.items():
+    jax.ffi.register_ffi_target(f'spatialmix_depthwise_{name}',
+                                jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu')
+
+
+def native_available():
+  """Whether the native CPU kernel is built and registered (builds it on first call)."""
+  with _native_lock:
+    if 'ok' not in _native_state:
+      try:
+        _build_native()
+        _native_state['ok'] = True
+      except Exception as e:  # pylint: disable=broad-except
+        # Any failure (no compiler, read-only cache, missing headers) just means the
+        # pure-XLA implementations are used; the reason stays available for errors.
+        _native_state.update(ok=False, error=f'{type(e).__name__}: {e}')
+        logging.info('Native depthwise kernel unavailable: %s', _native_state['error'])
+    return _native_state['ok']
+
+
+def _native_error():
+  return _native_state.get('error', '')
+
+
+def _native_call(name, out_shape, a, b, stride, pad_h, pad_w):
+  return jax.ffi.ffi_call(
+      f'spatialmix_depthwise_{name}', jax.ShapeDtypeStruct(out_shape, jnp.float32),
+      vmap_method='sequential')(a, b, stride=stride, pad_h=pad_h, pad_w=pad_w)
+
+
+def _native_operands(x, kernel):
+  """float32 x with channels repeated d times (so the kernel sees d == 1), flat kernel."""
+  c = x.shape[-1]
+  d = kernel.shape[-1] // c
+  x32 = x.astype(jnp.float32)
+  if d > 1:
+    x32 = jnp.repeat(x32, d, axis=-1)
+  return x32, kernel.astype(jnp.float32).reshape(*kernel.shape[:2], c * d), d
+
+
+def _native_geometry(x, kernel, stride):
+  n, h, wd, _ = x.shape
+  out_h, lo_h, _ = _same_pads(h, kernel.shape[0], stride)
+  out_w, lo_w, _ = _same_pads(wd, kernel.shape[1], stride)
+  return (n, out_h, out_w, kernel.shape[-1]), lo_h, lo_w
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _native_depthwise(x, kernel, stride):
+  xr, w, _ = _native_operands(x, kernel)
+  out_shape, lo_h, lo_w = _native_geometry(x, kernel, stride)
+  y = _native_call('fwd', out_shape, xr, w, stride, lo_h, lo_w)
+  return y.astype(jnp.result_type(x, kernel))
+
+
+def _native_depthwise_fwd(x, kernel, stride):
+  return _native_depthwise(x, kernel, stride), (x, kernel)
+
+
+def _native_depthwise_bwd(stride, res, g):
+  x, kernel = res
+  xr, w, d = _native_operands(x, kernel)
+  _, lo_h, lo_w = _native_geometry(x, kernel, stride)
+  g = g.astype(jnp.float32)
+  dx = _native_call('bwd_input', xr.shape, g, w, stride, lo_h, lo_w)
+  if d > 1:
+    dx = dx.reshape(*x.shape, d).sum(axis=-1)
+  # Unused (frozen kernel) -> XLA drops this call: FFI calls here have no side effects.
+  dw = _native_call('bwd_kernel', w.shape, xr, g, stride, lo_h, lo_w)
+  return dx.astype(x.dtype), dw.reshape(kernel.shape).astype(kernel.dtype)
+
+
+_native_depthwise.defvjp(_native_depthwise_fwd, _native_depthwise_bwd)
+
+
+def _xla_depthwise(x, kernel, stride):
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=(stride, stride), padding='SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=x.shape[-1])
+
+
+def depthwise_conv(x, kernel, *, stride=1, impl='auto'):
+  """'SAME' depthwise convolution of NHWC `x` with a (k, k, 1, C*d) kernel."""
+  k_h, k_w, one, out_channels = kernel.shape
+  channels = x.shape[-1]
+  if one != 1 or out_channels % channels:
+    raise ValueError(
+        f'Depthwise kernel shape {kernel.shape} does not fit {channels} input channels; '
+        'expected (k, k, 1, channels * depth_multiplier).')
+  impl = resolve_impl(impl, x.shape, kernel.shape, jax.default_backend())
+  if impl == 'shift':
+    return _shift_depthwise(x, kernel, int(stride))
+  if impl == 'fft':
+    return _fft_depthwise(x, kernel, int(stride))
+  if impl == 'native':
+    return _native_depthwise(x, kernel, int(stride))
+  return _xla_depthwise(x, kernel, stride)

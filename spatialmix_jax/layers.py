@@ -1,0 +1,177 @@
+"""Linen layers that keep spatial and channel mixing in separate variable collections.
+
+Collections: depthwise kernels/biases in `spatial`, pointwise (1x1) ones in `channel`, the
+ConvMixer patch stem in `stem`; task heads, full (non-separable) convs and BatchNorm scales in
+`params`, BatchNorm statistics in `batch_stats`. Freezing a mixer is then a matter of
+collection names (see `freezing.py`). Variables are float32; compute runs in `dtype`.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+from spatialmix_jax import depthwise
+from spatialmix_jax import filters
+
+# PyTorch's BatchNorm2d defaults: torch momentum 0.1 weights the new batch, flax's weights the
+# running average.
+BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+
+ACTIVATIONS = {
+    'gelu': functools.partial(nn.gelu, approximate=False),  # exact, as torch.nn.GELU
+    'relu': nn.relu,
+}
+
+
+def activation(name):
+  if name not in ACTIVATIONS:
+    raise ValueError(f'Unknown act {name!r}; choose one of {tuple(ACTIVATIONS)}.')
+  return ACTIVATIONS[name]
+
+
+def normalize(x, mean, std):
+  """(x - mean) / std per channel, for NHWC images in [0, 1]."""
+  return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
+
+
+def _variable(module, collection, name, init, shape):
+  return module.variable(
+      collection, name, lambda: init(module.make_rng('params'), shape, jnp.float32)).value
+
+
+class DepthwiseConv(nn.Module):
+  """'SAME' depthwise conv: kernel (k, k, 1, C*d) and bias (C*d,) in `spatial`."""
+  depth_multiplier: int = 1
+  kernel_size: int = 3
+  strides: int = 1
+  use_bias: bool = True
+  spatial_init: str = 'random'
+  smooth_sigma: float = 1.0
+  init_scheme: str = 'torch'
+  impl: str = 'auto'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, out = self.kernel_size, x.shape[-1] * self.depth_multiplier
+    init = filters.kernel_init(self.spatial_init, self.init_scheme, self.smooth_sigma,
+                               self.depth_multiplier)
+    kernel = _variable(self, 'spatial', 'kernel', init, (k, k, 1, out))
+    y = depthwise.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype),
+                                 stride=self.strides, impl=self.impl)
+    if self.use_bias:
+      y = y + _variable(self, 'spatial', 'bias', filters.bias_init(self.init_scheme, k * k),
+                        (out,)).astype(self.dtype)
+    return y
+
+
+class PointwiseConv(nn.Module):
+  """1x1 conv (channel mixing): kernel (1, 1, C_in, features) and bias in `collection`."""
+  features: int
+  use_bias: bool = True
+  strides: int = 1
+  init_scheme: str = 'torch'
+  collection: str = 'channel'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c_in = x.shape[-1]
+    kernel = _variable(self, self.collection, 'kernel',
+                       filters.kernel_init('random', self.init_scheme), (1, 1, c_in, self.features))
+    # A strided 1x1 'SAME' conv reads exactly the pixels at multiples of the stride.
+    x = x[:, ::self.strides, ::self.strides].astype(self.dtype)
+    y = jnp.einsum('nhwc,cf->nhwf', x, kernel[0, 0].astype(self.dtype))
+    if self.use_bias:
+      y = y + _variable(self, self.collection, 'bias', filters.bias_init(self.init_scheme, c_in),
+                        (self.features,)).astype(self.dtype)
+    return y
+
+
+class Conv(nn.Module):
+  """Full (spatial + channel) conv with a (k, k, C_in, features) kernel in `collection`."""
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  padding: str = 'SAME'
+  use_bias: bool = False
+  init_scheme: str = 'torch'
+  collection: str = 'params'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, c_in = self.kernel_size, x.shape[-1]
+    kernel = _variable(self, self.collection, 'kernel',
+                       filters.kernel_init('random', self.init_scheme), (k, k, c_in, self.features))
+    y = lax.conv_general_dilated(
+        x.astype(self.dtype), kernel.astype(self.dtype), (self.strides, self.strides),
+        self.padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:
+      bias_init = filters.bias_init(self.init_scheme, k * k * c_in)
+      y = y + _variable(self, self.collection, 'bias', bias_init,
+                        (self.features,)).astype(self.dtype)
+    return y
+
+
+class PatchStem(nn.Module):
+  """ConvMixer patch embedding: conv k = stride = p, VALID, with bias, in `stem`.
+
+  It mixes space and channels at once, so it belongs to neither mixer and both ablations
+  freeze it.
+  """
+  features: int
+  patch_size: int
+  init_scheme: str = 'torch'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return Conv(self.features, self.patch_size, self.patch_size, 'VALID', use_bias=True,
+                init_scheme=self.init_scheme, collection='stem', dtype=self.dtype, name='conv')(x)
+
+
+class SeparableConv(nn.Module):
+  """Depthwise (C_in -> C_in*d, `spatial`) then pointwise (-> features, `channel`).
+
+  Parameters: C_in·k²·d + C_in·d·features (eq. 2 of the paper), plus C_in·d + features
+  biases when `use_bias`.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  depth_multiplier: int = 1
+  use_bias: bool = False
+  spatial_init: str = 'random'
+  smooth_sigma: float = 1.0
+  init_scheme: str = 'torch'
+  impl: str = 'auto'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = DepthwiseConv(self.depth_multiplier, self.kernel_size, self.strides, self.use_bias,
+                      self.spatial_init, self.smooth_sigma, self.init_scheme, self.impl, self.dtype,
+                      name='depthwise')(x)
+    return PointwiseConv(self.features, self.use_bias, init_scheme=self.init_scheme,
+                         dtype=self.dtype, name='pointwise')(x)
+
+
+class Dense(nn.Module):
+  """Linear head on the last axis, in `params`, biased, with the scheme's init."""
+  features: int
+  init_scheme: str = 'torch'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c_in = x.shape[-1]
+    kernel = self.param('kernel', filters.kernel_init('random', self.init_scheme),
+                        (c_in, self.features), jnp.float32)
+    bias = self.param('bias', filters.bias_init(self.init_scheme, c_in), (self.features,),
+                      jnp.float32)
+    x = x.astype(self.dtype)
+    return jnp.dot(x, kernel.astype(self.dtype)) + bias.astype(self.dtype)

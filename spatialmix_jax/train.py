@@ -1,0 +1,199 @@
+"""Training: the sharded train step and the resumable loop behind `main.py --mode=train`."""
+
+import functools
+import json
+import os
+import signal
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+
+from spatialmix_jax import checkpointing
+from spatialmix_jax import evaluation
+from spatialmix_jax import experiment as experiment_lib
+from spatialmix_jax import freezing
+from spatialmix_jax import input_pipeline
+from spatialmix_jax import objectives
+from spatialmix_jax import sharding
+from spatialmix_jax import train_state
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the launcher resumes the same workdir
+
+
+class Preempted(SystemExit):
+  def __init__(self, step):
+    super().__init__(PREEMPTED_EXIT_CODE)
+    self.step = step
+
+
+def train_step(state, batch, *, experiment, tx):
+  """One optimizer step on a global batch; gradients only for trainable collections."""
+  inputs, targets = experiment.model_inputs_and_targets(batch)
+  frozen = {c: state.weights[c] for c in experiment.frozen}
+  trainable = {c: w for c, w in state.weights.items() if c not in experiment.frozen}
+
+  def loss_fn(trainable_weights):
+    variables = {**trainable_weights, **frozen, 'batch_stats': state.batch_stats}
+    outputs, model_state = experiment.model.apply(
+        variables, inputs, train=True, mutable=['batch_stats'])
+    loss, metrics = experiment.per_example(outputs, targets)
+    return jnp.mean(loss), (model_state, objectives.summed(loss, metrics))
+
+  grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(trainable)
+  # Frozen collections go to optax.set_to_zero, which never reads these zeros.
+  grads.update({c: jax.tree.map(jnp.zeros_like, w) for c, w in frozen.items()})
+  updates, opt_state = tx.update(grads, state.opt_state, state.weights)
+  state = state.replace(step=state.step + 1, weights=optax.apply_updates(state.weights, updates),
+                        batch_stats=model_state.get('batch_stats', state.batch_stats),
+                        opt_state=opt_state)
+  return state, metrics
+
+
+def compile_train_step(experiment, tx):
+  repl = sharding.replicated(experiment.mesh)
+  return jax.jit(functools.partial(train_step, experiment=experiment, tx=tx),
+                 in_shardings=(repl, sharding.batch_sharded(experiment.mesh)),
+                 out_shardings=(repl, repl), donate_argnums=0)
+
+
+class _PreemptionWatch:
+  """SIGTERM (a spot/preemption notice) asks the loop to save and stop at a step boundary."""
+
+  def __init__(self):
+    self._requested = threading.Event()
+    self._previous = None
+    self._installed = False
+
+  def __enter__(self):
+    # Several processes agree on the step through JAX's preemption sync instead.
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._requested.set())
+      self._installed = True
+    return self
+
+  def __exit__(self, *exc):
+    if self._installed:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def reached(self, step):
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._requested.is_set()
+
+
+def _write_json(workdir, name, payload):
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, name)
+    with open(path + '.tmp', 'w') as f:
+      json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(path + '.tmp', path)
+
+
+def _check_finite(metrics_sums, step, last_saved):
+  if not np.isfinite(float(metrics_sums['loss'])):
+    raise FloatingPointError(
+        f'Loss is not finite at step {step}; stopping. The last checkpoint is step '
+        f'{last_saved}: lower optimizer.learning_rate or enable grad_clip_norm and resume.')
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results."""
+  started = time.time()
+  experiment = experiment_lib.create_experiment(config)
+  experiment_lib.check_workdir_writable(workdir)
+  train_data = input_pipeline.create_train_data(config, experiment.builder, experiment.spec)
+  eval_data = input_pipeline.create_eval_data(config, experiment.builder, experiment.spec)
+  steps_per_epoch = train_data.steps_per_epoch
+  total_steps = train_state.total_train_steps(config, steps_per_epoch)
+  tx, schedule = train_state.create_optimizer(experiment, total_steps, steps_per_epoch)
+
+  os.makedirs(workdir, exist_ok=True)
+  checkpoints = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
+  target = train_state.abstract_state(experiment, tx)
+  restored, start_step = checkpoints.restore_latest(target.as_dict())
+  if restored is None:
+    repl = sharding.replicated(experiment.mesh)
+    state = jax.jit(functools.partial(train_state.init_state, experiment, tx), out_shardings=repl)()
+    start_step = 0
+  else:
+    state = train_state.TrainState(**restored)
+    logging.info('Resumed from checkpoint step %d in %s.', start_step, checkpoints.directory)
+  _write_json(workdir, 'config.json', json.loads(config.to_json_best_effort()))
+
+  report = freezing.parameter_report(state.weights, experiment.frozen)
+  logging.info('Parameters (frozen: %s):\n%s\n%s', ', '.join(experiment.frozen) or 'none',
+               freezing.parameter_overview(state.weights), json.dumps(report))
+  logging.info('%d train steps (%d per epoch), global batch %d on %d devices.',
+               total_steps, steps_per_epoch, config.batch_size, jax.device_count())
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in _flat(config.to_dict()).items()})
+  p_train_step = compile_train_step(experiment, tx)
+  p_eval_step = evaluation.compile_eval_step(experiment)
+  progress = periodic_actions.ReportProgress(
+      num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps,
+      every_secs=None)
+
+  batches = train_data.iterate(start_step)
+  pending = []
+  last_saved = start_step
+  with _PreemptionWatch() as preemption:
+    for step in range(start_step + 1, total_steps + 1):
+      batch = sharding.global_batch(next(batches), experiment.mesh)
+      state, metrics = p_train_step(state, batch)
+      pending.append(metrics)
+      progress(step, time.time())
+      last_step = step == total_steps
+      if step % config.log_every_steps == 0 or last_step:
+        sums = jax.tree.map(lambda *xs: np.sum(xs), *jax.device_get(pending))
+        pending = []
+        _check_finite(sums, step, last_saved)
+        means = objectives.averaged(sums)
+        scalars = {f'train_{k}': v for k, v in means.items() if k != 'count'}
+        scalars['learning_rate'] = float(schedule(step - 1))
+        writer.write_scalars(step, scalars)
+      preempted = preemption.reached(step)
+      if step % config.checkpoint_every_steps == 0 or last_step or preempted:
+        if pending:
+          _check_finite(jax.tree.map(lambda *xs: np.sum(xs), *jax.device_get(pending)),
+                        step, last_saved)
+        checkpoints.save(step, state.as_dict())
+        last_saved = step
+        if preempted and not last_step:
+          checkpoints.close()
+          logging.warning('Preempted: saved step %d; resume with the same --workdir.', step)
+          raise Preempted(step)
+      if config.eval_every_steps and step % config.eval_every_steps == 0 and not last_step:
+        results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
+        writer.write_scalars(step, {f'test_{k}': v for k, v in results.items()
+                                    if k != 'count'})
+
+  results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
+  writer.write_scalars(total_steps, {f'test_{k}': v for k, v in results.items()
+                                     if k != 'count'})
+  writer.flush()
+  checkpoints.close()
+  summary = evaluation.summary(experiment, state, results, total_steps,
+                               wall_time_s=time.time() - started)
+  _write_json(workdir, 'results.json', summary)
+  logging.info('Results: %s', json.dumps(summary))
+  return summary
+
+
+def _flat(tree, prefix=''):
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    elif value is not None:
+      flat[f'{prefix}{key}'] = value
+  return flat

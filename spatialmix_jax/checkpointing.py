@@ -8,8 +8,10 @@ step with one warning line naming the bad one.
 """
 
 import contextlib
+import gc
 import os
 import tempfile
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -51,7 +53,9 @@ class Checkpoints:
   """Saving and restoring the train state of one workdir."""
 
   def __init__(self, workdir, keep=3, create=True):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    # abspath would turn gs://bucket/run into ./gs:/bucket/run.
+    root = workdir if '://' in workdir else os.path.abspath(workdir)
+    self.directory = os.path.join(root, 'checkpoints')
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
@@ -102,17 +106,27 @@ class Checkpoints:
             f'No checkpoint at step {step} in {self.directory}; saved steps: {steps}.')
       self.check_architecture(step, abstract_state)
       return self.restore(step, abstract_state), step
-    for candidate in reversed(steps):
-      self.check_architecture(candidate, abstract_state)
-      try:
-        with _stderr_held_back():
-          state = self.restore(candidate, abstract_state)
-      except Exception as e:  # pylint: disable=broad-except
-        logging.warning('Checkpoint step %d in %s is unreadable (%s); falling back to the '
-                        'previous one.', candidate, self.directory,
-                        str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
-        continue
-      return state, candidate
+    state, restored_step, unreadable = None, None, []
+    # Held back across the fallback restore too: a failed restore leaves sibling TensorStore
+    # reads in flight whose errors (asyncio "exception never retrieved", callbacks on a closed
+    # loop; pages each) surface moments later.
+    with _stderr_held_back():
+      for candidate in reversed(steps):
+        self.check_architecture(candidate, abstract_state)
+        try:
+          state, restored_step = self.restore(candidate, abstract_state), candidate
+          break
+        except Exception as e:  # pylint: disable=broad-except
+          unreadable.append((candidate, str(e).splitlines()[0][:200] if str(e) else
+                             type(e).__name__))
+      if unreadable:
+        time.sleep(1.0)
+        gc.collect()
+    for candidate, reason in unreadable:
+      logging.warning('Checkpoint step %d in %s is unreadable (%s); falling back to the '
+                      'previous one.', candidate, self.directory, reason)
+    if restored_step is not None:
+      return state, restored_step
     if steps:
       raise NoCheckpointError(f'No readable checkpoint in {self.directory} (steps {steps} are '
                               'all damaged); start a new --workdir.')

@@ -68,6 +68,7 @@ def _digits_images_and_labels():
   return images, digits.target.astype(np.int64)
 
 
+DIGITS_DEFAULT_DIR = os.path.expanduser('~/.cache/spatialmix_jax/tensorflow_datasets')
 DIGITS_NUM_TRAIN = 1437  # of 1797: a fixed 80/20 split, the same on every machine
 
 
@@ -109,7 +110,8 @@ def get_builder(name, data_dir=None):
         f'Data dir {data_dir!r} does not exist; pass the folder that holds prepared TFDS '
         f'datasets with --config.data_dir (or set TFDS_DATA_DIR).')
   if name == 'digits':
-    builder = Digits(data_dir=data_dir)
+    # Its own default folder, so a read-only TFDS_DATA_DIR (shared CIFAR-10) never blocks it.
+    builder = Digits(data_dir=data_dir or DIGITS_DEFAULT_DIR)
     if not builder.is_prepared():
       builder.download_and_prepare()
     return builder

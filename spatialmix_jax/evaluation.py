@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from spatialmix_jax import attacks
 from spatialmix_jax import checkpointing
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
@@ -16,12 +17,16 @@ from spatialmix_jax import input_pipeline
 from spatialmix_jax import objectives
 from spatialmix_jax import sharding
 from spatialmix_jax import train_state
+from spatialmix_jax import unshuffle
 
 
 def eval_step(variables, batch, *, experiment):
   inputs, targets = experiment.model_inputs_and_targets(batch)
   outputs = experiment.model.apply(variables, inputs, train=False)
   loss, metrics = experiment.per_example(outputs, targets, training=False)
+  if experiment.config.task == 'unshuffle':
+    # The do-nothing baseline, so results show the gain over the scrambled input.
+    metrics['scrambled_psnr'] = unshuffle.scrambled_psnr(targets, experiment.permutation)
   return objectives.summed(loss, metrics, batch['mask'])
 
 
@@ -70,11 +75,50 @@ def summary(experiment, state, results, step, wall_time_s):
     record['test_accuracy'] = results['accuracy']
   else:
     record['test_psnr'] = results['psnr']
+    record['scrambled_psnr'] = results['scrambled_psnr']
   return record
+
+
+def load_saved_config(workdir):
+  """The config a run was trained with (WORKDIR/config.json) as a configs/base.py ConfigDict."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise checkpointing.NoCheckpointError(
+        f'No config.json in {workdir!r}: train first with --mode=train and the same --workdir.')
+  with open(path) as f:
+    saved = json.load(f)
+  config = base.get_config()
+
+  def fill(target, values, prefix):
+    for key, value in values.items():
+      if key not in target:
+        logging.warning('Ignoring %s%s of %s: not a field of configs/base.py.', prefix, key, path)
+      elif isinstance(value, dict):
+        fill(target[key], value, f'{prefix}{key}.')
+      else:
+        target[key] = value
+
+  fill(config, saved, '')
+  return config
+
+
+def check_saved_permutation(config, workdir):
+  """An un-shuffling model only undoes the permutation it was trained on."""
+  path = os.path.join(workdir, 'config.json')
+  if config.task != 'unshuffle' or not os.path.exists(path):
+    return
+  saved = load_saved_config(workdir).unshuffle.permutation_seed
+  if saved != config.unshuffle.permutation_seed:
+    raise ValueError(
+        f'unshuffle.permutation_seed {config.unshuffle.permutation_seed} differs from the seed '
+        f'{saved} the checkpoint in {workdir!r} was trained with; pass '
+        f'--config.unshuffle.permutation_seed={saved}.')
 
 
 def restore_for_eval(config, workdir, experiment):
   """The train state saved in `workdir` (config.eval_step, or the latest readable step)."""
+  check_saved_permutation(config, workdir)
   directory = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(directory) and '://' not in workdir:
     raise checkpointing.NoCheckpointError(
@@ -100,7 +144,14 @@ def evaluate(config, workdir):
                                               max_examples=config.eval.max_examples)
   state, step = restore_for_eval(config, workdir, experiment)
   results = evaluate_state(experiment, state, eval_data, compile_eval_step(experiment))
+  robustness = None
+  if attacks.parse_attacks(config.eval.attacks):
+    robustness = attacks.evaluate_attacks(experiment, model_variables(state), eval_data)
   record = summary(experiment, state, results, step, wall_time_s=time.time() - started)
+  if robustness is not None:
+    record['robustness'] = robustness  # {attack: {ε in 1/255: accuracy}}
+    if jax.process_index() == 0:
+      attacks.plot_robustness(robustness, os.path.join(workdir, 'robustness.png'))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
       json.dump(record, f, indent=2, sort_keys=True)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spatialmix_jax import attacks
 from spatialmix_jax import datasets
 from spatialmix_jax import freezing
 from spatialmix_jax import models
@@ -44,6 +45,7 @@ def validate_config(config):
   _require(config.grad_accum_steps >= 1, 'grad_accum_steps must be >= 1.')
   _require(config.checkpoint_every_steps > 0, 'checkpoint_every_steps must be > 0.')
   _require(config.log_every_steps > 0, 'log_every_steps must be > 0.')
+  attacks.validate_config(config)
 
 
 @dataclasses.dataclass

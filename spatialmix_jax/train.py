@@ -15,6 +15,7 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 
+from spatialmix_jax import attacks
 from spatialmix_jax import checkpointing
 from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
@@ -23,6 +24,7 @@ from spatialmix_jax import input_pipeline
 from spatialmix_jax import objectives
 from spatialmix_jax import sharding
 from spatialmix_jax import train_state
+from spatialmix_jax import unshuffle
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the launcher resumes the same workdir
 
@@ -38,6 +40,13 @@ def train_step(state, batch, *, experiment, tx):
   inputs, targets = experiment.model_inputs_and_targets(batch)
   frozen = {c: state.weights[c] for c in experiment.frozen}
   trainable = {c: w for c, w in state.weights.items() if c not in experiment.frozen}
+  adversarial = experiment.config.adversarial_training
+  if adversarial.enabled:
+    # FGSM against the network exactly as this step evaluates it (train-mode BatchNorm on
+    # this batch, current weights), so the update minimises the loss the attack maximised.
+    variables = {**state.weights, 'batch_stats': state.batch_stats}
+    loss_at = attacks.classification_loss(experiment, variables, targets, train=True)
+    inputs = jax.lax.stop_gradient(attacks.fgsm(loss_at, inputs, adversarial.epsilon / 255.0))
 
   def loss_fn(trainable_weights):
     variables = {**trainable_weights, **frozen, 'batch_stats': state.batch_stats}
@@ -184,6 +193,9 @@ def train_and_evaluate(config, workdir):
   checkpoints.close()
   summary = evaluation.summary(experiment, state, results, total_steps,
                                wall_time_s=time.time() - started)
+  if config.task == 'unshuffle' and jax.process_index() == 0:
+    unshuffle.save_figure(experiment, evaluation.model_variables(state), eval_data,
+                          os.path.join(workdir, 'unshuffle.png'))
   _write_json(workdir, 'results.json', summary)
   logging.info('Results: %s', json.dumps(summary))
   return summary

@@ -51,9 +51,16 @@ def _jax_rows(shape, impl, reps):
   def conv(a, b):
     return depthwise.depthwise_conv(a, b, stride=s, impl=impl)
 
+  def fwd_bwd(f, *primals):
+    # The output is returned too: otherwise XLA drops the forward and times only the VJP.
+    def run(t):
+      y, vjp = jax.vjp(f, *primals)
+      return y, vjp(t)
+    return run
+
   fwd = jax.jit(conv)
-  both = jax.jit(lambda a, b, t: jax.vjp(conv, a, b)[1](t))
-  only_x = jax.jit(lambda a, b, t: jax.vjp(lambda u: conv(u, b), a)[1](t))
+  both = jax.jit(lambda a, b, t: fwd_bwd(conv, a, b)(t))
+  only_x = jax.jit(lambda a, b, t: fwd_bwd(lambda u: conv(u, b), a)(t))
   return {
       'fwd_ms': _median_ms(lambda: fwd(x, kernel).block_until_ready(), reps),
       'fwd_bwd_ms': _median_ms(
@@ -122,6 +129,7 @@ def main():
   except ImportError:
     torch = None
 
+  load_before = os.getloadavg()
   records = []
   print(f'{"shape":6} {"impl":6} {"fwd ms":>9} {"fwd+bwd ms":>11} {"fwd+dx ms":>10}  '
         '(B, H, W, C, k, d, stride)')
@@ -144,6 +152,8 @@ def main():
       'torch_threads': args.threads, 'jax': jax.__version__, 'backend': jax.default_backend(),
       'torch': torch.__version__ if torch else None, 'machine': platform.processor() or
       platform.machine(), 'cpu_count': os.cpu_count(), 'quick': args.quick,
+      # Other jobs on a shared machine inflate every row; kept to judge the numbers.
+      'load_average_before_after': [load_before[0], os.getloadavg()[0]],
       'auto': {n: depthwise.resolve_impl('auto', (s[0], s[1], s[2], s[3]),
                                          (s[4], s[4], 1, s[3] * s[5]), 'cpu')
                for n, s in SHAPES.items()},

@@ -58,8 +58,9 @@ def get_config():
   config.optimizer.grad_clip_norm = 0.0  # 0 disables clipping
   # False: biases and norm parameters (the 1-D weights) get no weight decay, as in timm.
   config.optimizer.decay_biases_and_norms = False
-  # warmup_cosine | onecycle (timm/torch OneCycleLR, cosine) | piecewise_onecycle
-  # (0 → peak at 2/5 → peak/20 at 4/5 → 0, the ConvMixer CIFAR recipe) | constant
+  # warmup_cosine | onecycle (torch OneCycleLR, cosine) | piecewise_onecycle
+  # (0 → peak at 2/5 → peak/20 at 4/5 → 0: the ConvMixer CIFAR script's schedule, and what
+  # `--sched onecycle` means in the ConvMixer ImageNet repo's timm copy) | constant
   config.optimizer.schedule = 'warmup_cosine'
   config.optimizer.warmup_epochs = 0.0
   config.optimizer.onecycle_pct_start = 0.3
@@ -72,12 +73,18 @@ def get_config():
   config.augment.inception_crop = False  # ImageNet train
   config.augment.image_size = 0  # ImageNet train/eval resolution; 0 keeps the native size
   config.augment.eval_crop_ratio = 0.875
-  config.augment.randaugment_num_ops = 0
+  config.augment.randaugment_num_ops = 0  # ops per image; 0 turns RandAugment off
+  # timm: timm's `rand-mM-mstdS-inc1` (levels 0..10, each op applied with p 0.5, fill = mean);
+  # torchvision: transforms.RandAugment (levels 0..30 of 31 bins, always applied, fill 0).
+  config.augment.randaugment_policy = 'timm'
   config.augment.randaugment_magnitude = 0.0
-  config.augment.mixup_alpha = 0.0
-  config.augment.cutmix_alpha = 0.0
-  config.augment.mixup_switch_prob = 0.5
-  config.augment.random_erasing = 0.0
+  config.augment.randaugment_magnitude_std = 0.0  # timm's `mstd`: per-op N(m, std) level
+  config.augment.mixup_alpha = 0.0  # Beta(alpha, alpha); 0 turns mixup off
+  config.augment.cutmix_alpha = 0.0  # 0 turns cutmix off
+  config.augment.mixup_prob = 1.0  # timm --mixup-prob: chance a batch is mixed at all
+  config.augment.mixup_switch_prob = 0.5  # chance of cutmix rather than mixup when both on
+  config.augment.random_erasing = 0.0  # timm --reprob, per image
+  config.augment.random_erasing_mode = 'pixel'  # pixel | rand | const (timm --remode)
   config.augment.label_smoothing = 0.0
 
   config.input = ml_collections.ConfigDict()

@@ -8,6 +8,9 @@ One fixed permutation (unshuffle.permutation_seed) scrambles every image; result
 test_psnr next to scrambled_psnr (the scrambled input's own PSNR) and unshuffle.png shows
 ground truth / scrambled / reconstruction. Depth × (kernel - 1) + 1 = 33 ≥ 2 × 8 - 1, so
 every output pixel can see every input pixel.
+
+Measured (2 shared CPU cores, 440 steps, ~3 min each): test_psnr 19.35 dB (chans) and
+19.88 dB (full) against scrambled_psnr 5.78 dB.
 """
 
 from configs import base
@@ -25,7 +28,7 @@ def get_config():
   config.model.patch_size = 1
   config.batch_size = 64
   config.eval_batch_size = 120
-  config.num_epochs = 30
+  config.num_epochs = 20
   config.optimizer.name = 'adamw'
   config.optimizer.learning_rate = 0.005
   config.optimizer.weight_decay = 0.0

@@ -62,11 +62,17 @@ class Checkpoints:
                                              enable_async_checkpointing=True),
         # Named up front so a fresh process can read metadata before any save or restore.
         item_handlers=ocp.StandardCheckpointHandler())
+    self._unreadable = set()
 
   def steps(self):
     return sorted(self._manager.all_steps())
 
   def save(self, step, state):
+    if step in self._unreadable:
+      # Orbax refuses to overwrite a step. The damaged one is removed only now that the
+      # retrained state replaces it, so a read that failed transiently never costs a checkpoint.
+      self._manager.delete(int(step))
+      self._unreadable.discard(step)
     self._manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
 
   def wait(self):
@@ -122,6 +128,7 @@ class Checkpoints:
       if unreadable:
         time.sleep(1.0)
         gc.collect()
+    self._unreadable.update(candidate for candidate, _ in unreadable)
     for candidate, reason in unreadable:
       logging.warning('Checkpoint step %d in %s is unreadable (%s); falling back to the '
                       'previous one.', candidate, self.directory, reason)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 IMPLS = ('xla', 'shift', 'fft', 'native')
 
 # Working-set budget (bytes of one batch chunk of padded x plus output gradient) for the
-# scanned kernel gradient. The L2 here is 1 MiB per core; see benchmarks/depthwise_ops.py.
+# scanned kernel gradient: half of the 1 MiB per-core L2 of the machines measured here.
 _DW_CHUNK_BYTES = 1 << 19
 
 
@@ -59,12 +59,41 @@ def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None):
   return impl
 
 
+# fwd+bwd milliseconds on XLA:CPU (float32, 2 cores, AVX-512) from
+# `benchmarks/depthwise_ops.py`; the full table, with forward-only, frozen-kernel and
+# PyTorch rows, is benchmarks/results/depthwise_ops_cpu.json. That run shared the machine
+# with other jobs (load average 5-8 on 2 cores), which inflates every number, but the
+# ranking within a row is what 'auto' uses: on CPU it takes the fastest available
+# implementation of the nearest measured regime.
+_CPU_FWD_BWD_MS = {
+    # d == 1, k <= 6: S1 = B128 16x16 C128 k5 (ConvMixer, patch 2).
+    'small_kernel': {'xla': 2050, 'shift': 214, 'fft': 417, 'native': 63},
+    # d == 1, k >= 7: S2 = B64 32x32 C128 k8 (the paper's CIFAR ConvMixer).
+    'large_kernel': {'xla': 12572, 'shift': 967, 'fft': 900, 'native': 218},
+    # d > 1: separable-ResNet blocks, R1 + R2 = B128 32x32 k3 d9 at C16 stride 1 plus C32
+    # stride 2 ('fft' wins the first but loses the strided one by more: it computes at
+    # full resolution).
+    'depth_multiplier': {'xla': 20687, 'shift': 1163, 'fft': 1681, 'native': 219},
+}
+
+
+def _cpu_regime(kernel_shape, x_shape):
+  if kernel_shape is None or x_shape is None:
+    return 'small_kernel'
+  if kernel_shape[-1] > x_shape[-1]:
+    return 'depth_multiplier'
+  return 'large_kernel' if max(kernel_shape[:2]) >= 7 else 'small_kernel'
+
+
 def _auto_impl(x_shape, kernel_shape, backend):
   if backend not in (None, 'cpu'):
     # Unmeasured on GPU/TPU: the vendor grouped-conv kernels are the safe default there.
     return 'xla'
-  del x_shape, kernel_shape
-  return 'shift'
+  timings = _CPU_FWD_BWD_MS[_cpu_regime(kernel_shape, x_shape)]
+  candidates = [i for i in IMPLS if timings.get(i) is not None]
+  if 'native' in candidates and not native_available():
+    candidates.remove('native')
+  return min(candidates, key=timings.get)
 
 
 def _same_pads(size, k, stride):
@@ -77,8 +106,10 @@ def _same_pads(size, k, stride):
 def _split_kernel(kernel, channels):
   """(k, k, 1, C*d) kernel -> float32 (k, k, C) if d == 1 else (k, k, C, d), and d.
 
-  With d > 1 the input gets a trailing unit axis instead, so that broadcasting does the
-  channel repeat inside the fused loops rather than materialising a d-times larger input.
+  With d > 1 the input gets a trailing unit axis instead (see `_expand`), so that
+  broadcasting does the channel repeat inside the fused loops rather than materialising
+  a d-times larger input. (Moving d before C, so that XLA vectorises over channels, was
+  not measurably faster: it costs transposes of g and y.)
   """
   k_h, k_w, _, out_channels = kernel.shape
   d = out_channels // channels
@@ -162,11 +193,24 @@ def _shift_depthwise_bwd(stride, res, g):
     low = k - 1 - lo
     return low, size + k - 1 - ((out - 1) * stride + 1) - low
 
-  gp = _pad_hw(g, grad_pads(h, k_h, out_h, lo_h), grad_pads(wd, k_w, out_w, lo_w),
-               interior=stride - 1)
-  dx = _shift_sum(gp, w[::-1, ::-1], h, wd, 1)
-  if d > 1:
-    dx = dx.sum(axis=-1)
+  pads_h, pads_w = grad_pads(h, k_h, out_h, lo_h), grad_pads(wd, k_w, out_w, lo_w)
+  w_flip = w[::-1, ::-1]
+  if d == 1:
+    gp = _pad_hw(g, pads_h, pads_w, interior=stride - 1)
+    dx = _shift_sum(gp, w_flip, h, wd, 1)
+  else:
+    # Contract the d copies tap by tap first, then shift the k*k C-channel results: XLA
+    # does not fuse k*k shifted windows of the d-times larger g (it materialises each,
+    # 5-10x slower), while the shifts of these d-times smaller arrays fuse fine.
+    taps = (g[None] * w_flip.reshape(k_h * k_w, 1, 1, 1, c, d)).sum(axis=-1)
+    taps = _pad_hw(taps.reshape(k_h * k_w * n, out_h, out_w, c), pads_h, pads_w,
+                   interior=stride - 1).reshape(k_h, k_w, n, h + k_h - 1, wd + k_w - 1, c)
+    dx = None
+    for p in range(k_h):
+      for q in range(k_w):
+        term = lax.slice(taps, (p, q, 0, p, q, 0),
+                         (p + 1, q + 1, n, p + h, q + wd, c))[0, 0]
+        dx = term if dx is None else dx + term
 
   # Kernel gradient: dw[p, q] = sum_{n, i, j} x_pad[n, i*s + p, j*s + q] * g[n, i, j].
   # Reading all of x and g once per tap is memory-bound; chunking over the batch keeps
@@ -311,16 +355,6 @@ def _native_call(name, out_shape, a, b, stride, pad_h, pad_w):
       vmap_method='sequential')(a, b, stride=stride, pad_h=pad_h, pad_w=pad_w)
 
 
-def _native_operands(x, kernel):
-  """float32 x with channels repeated d times (so the kernel sees d == 1), flat kernel."""
-  c = x.shape[-1]
-  d = kernel.shape[-1] // c
-  x32 = x.astype(jnp.float32)
-  if d > 1:
-    x32 = jnp.repeat(x32, d, axis=-1)
-  return x32, kernel.astype(jnp.float32).reshape(*kernel.shape[:2], c * d), d
-
-
 def _native_geometry(x, kernel, stride):
   n, h, wd, _ = x.shape
   out_h, lo_h, _ = _same_pads(h, kernel.shape[0], stride)
@@ -328,11 +362,15 @@ def _native_geometry(x, kernel, stride):
   return (n, out_h, out_w, kernel.shape[-1]), lo_h, lo_w
 
 
+def _flat_kernel(kernel):
+  return kernel.astype(jnp.float32).reshape(*kernel.shape[:2], kernel.shape[-1])
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _native_depthwise(x, kernel, stride):
-  xr, w, _ = _native_operands(x, kernel)
   out_shape, lo_h, lo_w = _native_geometry(x, kernel, stride)
-  y = _native_call('fwd', out_shape, xr, w, stride, lo_h, lo_w)
+  y = _native_call('fwd', out_shape, x.astype(jnp.float32), _flat_kernel(kernel), stride,
+                   lo_h, lo_w)
   return y.astype(jnp.result_type(x, kernel))
 
 
@@ -342,14 +380,11 @@ def _native_depthwise_fwd(x, kernel, stride):
 
 def _native_depthwise_bwd(stride, res, g):
   x, kernel = res
-  xr, w, d = _native_operands(x, kernel)
   _, lo_h, lo_w = _native_geometry(x, kernel, stride)
-  g = g.astype(jnp.float32)
-  dx = _native_call('bwd_input', xr.shape, g, w, stride, lo_h, lo_w)
-  if d > 1:
-    dx = dx.reshape(*x.shape, d).sum(axis=-1)
+  x32, w, g = x.astype(jnp.float32), _flat_kernel(kernel), g.astype(jnp.float32)
+  dx = _native_call('bwd_input', x.shape, g, w, stride, lo_h, lo_w)
   # Unused (frozen kernel) -> XLA drops this call: FFI calls here have no side effects.
-  dw = _native_call('bwd_kernel', w.shape, xr, g, stride, lo_h, lo_w)
+  dw = _native_call('bwd_kernel', w.shape, x32, g, stride, lo_h, lo_w)
   return dx.astype(x.dtype), dw.reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -8,6 +8,7 @@ import time
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from spatialmix_jax import attacks
 from spatialmix_jax import checkpointing
@@ -153,7 +154,6 @@ def evaluate(config, workdir):
     if jax.process_index() == 0:
       attacks.plot_robustness(robustness, os.path.join(workdir, 'robustness.png'))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-      json.dump(record, f, indent=2, sort_keys=True)
+    (epath.Path(workdir) / 'eval.json').write_text(json.dumps(record, indent=2, sort_keys=True))
   logging.info('Evaluation of step %d: %s', step, json.dumps(record))
   return record

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spatialmix_jax import attacks
+from spatialmix_jax import augment
 from spatialmix_jax import datasets
 from spatialmix_jax import freezing
 from spatialmix_jax import models
@@ -42,7 +43,14 @@ def validate_config(config):
            'batch_size and eval_batch_size must be positive.')
   _require(config.num_train_steps > 0 or config.num_epochs > 0,
            'Set num_train_steps > 0 or num_epochs > 0.')
-  _require(config.grad_accum_steps >= 1, 'grad_accum_steps must be >= 1.')
+  _require(isinstance(config.grad_accum_steps, int) and config.grad_accum_steps >= 1,
+           f'grad_accum_steps must be an integer >= 1, got {config.grad_accum_steps!r}.')
+  per_device, uneven = divmod(config.batch_size, jax.device_count())
+  _require(uneven or per_device % config.grad_accum_steps == 0,
+           f'grad_accum_steps {config.grad_accum_steps} does not divide the per-device batch '
+           f'{per_device} (batch_size {config.batch_size} over {jax.device_count()} devices); '
+           'pick a divisor of it.')
+  augment.validate(config.augment, config.task)
   _require(config.checkpoint_every_steps > 0, 'checkpoint_every_steps must be > 0.')
   _require(config.log_every_steps > 0, 'log_every_steps must be > 0.')
   attacks.validate_config(config)

@@ -82,11 +82,21 @@ class TrainData:
     def preprocess(index, example):
       seed = tf.stack([tf.constant(config.seed, tf.int64),
                        index * process_count + process_index])
-      image = augment_lib.train_image(example['image'], seed, config.augment, encoded)
+      image = augment_lib.train_image(example['image'], seed, config.augment, encoded,
+                                      fill=self.spec.mean)
       return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
+
+    def batch_ops(step, batch):
+      # Seeded by the global step, so a resumed run mixes and erases the same batches.
+      seed = augment_lib.batch_seed(config.seed, step * process_count + process_index)
+      return augment_lib.train_batch(batch, seed, config.augment, self.spec.num_classes,
+                                     self.spec.mean, self.spec.std)
 
     ds = ds.enumerate(start=first).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(self.local_batch_size, drop_remainder=True)
+    if augment_lib.has_batch_ops(config.augment):
+      first_step = epoch * self.steps_per_epoch + skip_batches
+      ds = ds.enumerate(start=first_step).map(batch_ops, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(config.input.prefetch)
 
   def iterate(self, start_step=0):

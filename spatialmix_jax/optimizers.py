@@ -28,10 +28,12 @@ def create_schedule(opt_config, total_steps, steps_per_epoch):
         div_factor=opt_config.onecycle_div_factor,
         final_div_factor=opt_config.onecycle_final_div_factor)
   if name == 'piecewise_onecycle':
-    # The ConvMixer CIFAR recipe: np.interp over [0, 2/5, 4/5, 1] of training.
+    # The ConvMixer recipes (CIFAR train.py; timm's OneCycleLRScheduler in the ImageNet repo):
+    # np.interp over [0, 2/5, 4/5, 1] of training, read at the *end* of the update it
+    # drives (`lr_schedule(epoch + (i + 1) / len(loader))`), so update s uses step s + 1.
     points = jnp.array([0.0, 0.4, 0.8, 1.0]) * total_steps
     values = jnp.array([0.0, peak, peak / 20, 0.0])
-    return lambda step: jnp.interp(step, points, values)
+    return lambda step: jnp.interp(step + 1, points, values)
   raise ValueError(f'Unknown optimizer.schedule {name!r}; choose one of {SCHEDULES}.')
 
 

@@ -11,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 from absl import logging
+from etils import epath
 from clu import metric_writers
 from clu import periodic_actions
 
@@ -48,21 +50,66 @@ def train_step(state, batch, *, experiment, tx):
     loss_at = attacks.classification_loss(experiment, variables, targets, train=True)
     inputs = jax.lax.stop_gradient(attacks.fgsm(loss_at, inputs, adversarial.epsilon / 255.0))
 
-  def loss_fn(trainable_weights):
-    variables = {**trainable_weights, **frozen, 'batch_stats': state.batch_stats}
-    outputs, model_state = experiment.model.apply(
-        variables, inputs, train=True, mutable=['batch_stats'])
-    loss, metrics = experiment.per_example(outputs, targets)
-    return jnp.mean(loss), (model_state, objectives.summed(loss, metrics))
+  def micro_step(batch_stats, micro_batch):
+    micro_inputs, micro_targets = micro_batch
 
-  grads, (model_state, metrics) = jax.grad(loss_fn, has_aux=True)(trainable)
+    def loss_fn(trainable_weights):
+      variables = {**trainable_weights, **frozen, 'batch_stats': batch_stats}
+      outputs, model_state = experiment.model.apply(
+          variables, micro_inputs, train=True, mutable=['batch_stats'])
+      loss, metrics = experiment.per_example(outputs, micro_targets)
+      return jnp.mean(loss), (model_state.get('batch_stats', batch_stats),
+                              objectives.summed(loss, metrics))
+
+    grads, (new_stats, metrics) = jax.grad(loss_fn, has_aux=True)(trainable)
+    return grads, new_stats, metrics
+
+  grads, batch_stats, metrics = accumulate_gradients(
+      micro_step, state.batch_stats, (inputs, targets), experiment.config.grad_accum_steps,
+      experiment.mesh)
   # Frozen collections go to optax.set_to_zero, which never reads these zeros.
   grads.update({c: jax.tree.map(jnp.zeros_like, w) for c, w in frozen.items()})
   updates, opt_state = tx.update(grads, state.opt_state, state.weights)
   state = state.replace(step=state.step + 1, weights=optax.apply_updates(state.weights, updates),
-                        batch_stats=model_state.get('batch_stats', state.batch_stats),
-                        opt_state=opt_state)
+                        batch_stats=batch_stats, opt_state=opt_state)
   return state, metrics
+
+
+def accumulate_gradients(micro_step, batch_stats, batch, num_micro, mesh):
+  """Mean gradient of `batch` taken as `num_micro` equal micro-batches, one after another.
+
+  `micro_step(batch_stats, micro_batch) -> (grads, batch_stats, metric sums)`. The micro-batches
+  run in a `lax.scan`, so only one micro-batch's activations are alive at a time; the mean of
+  their mean-loss gradients is the full batch's gradient, and one optimizer update follows,
+  so the step count, LR schedule and freezing are those of an unsplit step. BatchNorm is the
+  exception: each micro-batch is normalised by its own statistics (as per-GPU BatchNorm in
+  PyTorch DDP is), and the running averages are updated once per micro-batch.
+  """
+  if num_micro == 1:
+    return micro_step(batch_stats, batch)
+  num_devices = mesh.devices.size
+
+  def split(x):
+    # Micro-batch j takes the j-th slice of every device's shard, so splitting moves no data
+    # between devices and each micro-batch stays spread over the whole mesh.
+    per_device = x.shape[0] // num_devices
+    x = x.reshape((num_devices, num_micro, per_device // num_micro) + x.shape[1:])
+    x = jnp.swapaxes(x, 0, 1).reshape((num_micro, x.shape[0] * x.shape[2]) + x.shape[3:])
+    return jax.lax.with_sharding_constraint(
+        x, NamedSharding(mesh, PartitionSpec(None, sharding.DATA_AXIS)))
+
+  def body(carry, micro_batch):
+    grad_sum, stats = carry
+    grads, stats, metrics = micro_step(stats, micro_batch)
+    return (jax.tree.map(jnp.add, grad_sum, grads), stats), metrics
+
+  micro_batches = jax.tree.map(split, batch)
+  first = jax.tree.map(lambda x: x[0], micro_batches)
+  grad_shapes = jax.eval_shape(lambda: micro_step(batch_stats, first)[0])
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), grad_shapes)
+  (grad_sum, batch_stats), metrics = jax.lax.scan(body, (zeros, batch_stats), micro_batches)
+  grads = jax.tree.map(lambda g: g / num_micro, grad_sum)
+  return grads, batch_stats, jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
 
 
 def compile_train_step(experiment, tx):
@@ -100,10 +147,11 @@ class _PreemptionWatch:
 
 def _write_json(workdir, name, payload):
   if jax.process_index() == 0:
-    path = os.path.join(workdir, name)
-    with open(path + '.tmp', 'w') as f:
-      json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(path + '.tmp', path)
+    # epath: the workdir may be a gs:// bucket (Cloud TPU); tmp + replace keeps a local file whole.
+    path = epath.Path(workdir) / name
+    tmp = path.with_name(name + '.tmp')
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def _check_finite(metrics_sums, step, last_saved):
@@ -124,7 +172,7 @@ def train_and_evaluate(config, workdir):
   total_steps = train_state.total_train_steps(config, steps_per_epoch)
   tx, schedule = train_state.create_optimizer(experiment, total_steps, steps_per_epoch)
 
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   checkpoints = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
   target = train_state.abstract_state(experiment, tx)
   restored, start_step = checkpoints.restore_latest(target.as_dict())

@@ -26,3 +26,36 @@ def unscramble(images, permutation):
 
 def psnr(mse, data_range=1.0):
   return 10.0 * jnp.log10(data_range ** 2 / mse)
+
+
+def scrambled_psnr(images, permutation):
+  """Per-image PSNR of the scrambled input against the original: the do-nothing baseline."""
+  mse = jnp.mean(jnp.square(scramble(images, permutation) - images), axis=(1, 2, 3))
+  return psnr(jnp.maximum(mse, 1e-10))
+
+
+def save_figure(experiment, variables, eval_data, path, num_images=8):
+  """Rows of ground truth / scrambled input / reconstruction for the first test images."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  batch = next(iter(eval_data.iterate()))
+  images = np.asarray(batch['image'][:num_images][batch['mask'][:num_images] > 0])
+  scrambled = np.asarray(scramble(images, experiment.permutation))
+  restored = np.asarray(experiment.model.apply(variables, scrambled, train=False))
+  rows = (('ground truth', images), ('scrambled', scrambled),
+          ('reconstruction', np.clip(restored, 0.0, 1.0)))
+  fig, axes = plt.subplots(3, len(images), figsize=(1.2 * len(images), 3.9), squeeze=False)
+  for row, (title, pictures) in enumerate(rows):
+    for column, picture in enumerate(pictures):
+      ax = axes[row, column]
+      grey = picture.shape[-1] == 1
+      ax.imshow(picture[..., 0] if grey else picture, cmap='gray' if grey else None,
+                vmin=0.0, vmax=1.0, interpolation='nearest')
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes[row, 0].set_ylabel(title, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

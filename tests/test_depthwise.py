@@ -1,5 +1,7 @@
 """Every depthwise implementation must match lax's grouped convolution, gradients included."""
 
+import functools
+
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -9,17 +11,18 @@ import pytest
 from spatialmix_jax import depthwise
 from spatialmix_jax.depthwise import depthwise_conv
 
-# Non-square and odd-sized so that 'SAME' padding is asymmetric for some (k, stride).
-_H, _W, _C, _N = 9, 7, 3, 2
+# Non-square, with an odd height so that 'SAME' padding is asymmetric for some (k, stride);
+# 19 channels (and 19 * 9) exercise both the 16-wide vector loops of the native kernel
+# and their remainders, as does a width of 18 (tiles of 8 output columns).
+_H, _W, _C, _N = 7, 18, 19, 2
 
 _CASES = [
     # (k, depth multiplier, stride)
-    (3, 1, 1),
     (5, 1, 1),
     (8, 1, 1),
     (3, 9, 1),
+    (4, 9, 1),
     (3, 9, 2),
-    (8, 9, 2),
     (8, 1, 2),
 ]
 
@@ -52,14 +55,25 @@ def _value_and_grads(fn, x, kernel, cotangent):
   return (y, *vjp(cotangent))
 
 
+def _out_shape(d, stride):
+  return (_N, -(-_H // stride), -(-_W // stride), _C * d)
+
+
+@functools.cache
+def _reference_case(k, d, stride):
+  x, kernel = _inputs(k, d)
+  cotangent = jax.random.normal(jax.random.key(1), _out_shape(d, stride))
+  return _value_and_grads(lambda a, b: _reference(a, b, stride), x, kernel, cotangent)
+
+
 @pytest.mark.parametrize('impl', _NON_REFERENCE)
 @pytest.mark.parametrize('k,d,stride', _CASES)
 def test_matches_stock_conv_with_gradients(impl, k, d, stride):
   _skip_if_unavailable(impl)
   x, kernel = _inputs(k, d)
-  out_shape = (_N, -(-_H // stride), -(-_W // stride), _C * d)
+  out_shape = _out_shape(d, stride)
   cotangent = jax.random.normal(jax.random.key(1), out_shape)
-  want = _value_and_grads(lambda a, b: _reference(a, b, stride), x, kernel, cotangent)
+  want = _reference_case(k, d, stride)
   got = _value_and_grads(
       jax.jit(lambda a, b: depthwise_conv(a, b, stride=stride, impl=impl)),
       x, kernel, cotangent)
@@ -109,6 +123,18 @@ def test_auto_resolves_to_a_concrete_impl():
   x, kernel = _inputs(3, 1)
   np.testing.assert_allclose(depthwise_conv(x, kernel), _reference(x, kernel, 1),
                              rtol=1e-4, atol=1e-4)
+
+
+def test_without_native_kernel_auto_falls_back_and_explicit_request_raises(monkeypatch):
+  # As on a machine without a C++ compiler: the build failure is remembered, not retried.
+  monkeypatch.setattr(depthwise, '_native_state', {'ok': False, 'error': 'no compiler'})
+  for k, d in ((3, 9), (5, 1), (8, 1)):
+    impl = depthwise.resolve_impl('auto', (64, 32, 32, 16), (k, k, 1, 16 * d), 'cpu')
+    assert impl in depthwise.IMPLS and impl != 'native'
+  with pytest.raises(RuntimeError, match='no compiler'):
+    depthwise.resolve_impl('native', (1, 8, 8, 4), (3, 3, 1, 4), 'cpu')
+  with pytest.raises(ValueError, match='CPU-only'):
+    depthwise.resolve_impl('native', (1, 8, 8, 4), (3, 3, 1, 4), 'gpu')
 
 
 def test_unknown_impl_raises():

@@ -1,20 +1,15 @@
 """Augmentation: mixup/cutmix labels, RandAugment, random erasing, bitwise resume, bad input."""
 
-import os
-import signal
 
-import jax
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from configs import base
 from spatialmix_jax import augment
-from spatialmix_jax import checkpointing
-from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import input_pipeline
-from spatialmix_jax import train
+
+import resume_check
 
 
 def _augment_config(**overrides):
@@ -123,34 +118,7 @@ def _augmented_config(tiny_config):
 def test_interrupted_augmented_run_resumes_bitwise(tiny_config, tmp_path, monkeypatch):
   config = _augmented_config(tiny_config)
   config.num_train_steps = 4
-  config.checkpoint_every_steps = 100  # only the preemption and the end save
-  uninterrupted = tmp_path / 'uninterrupted'
-  train.train_and_evaluate(config, str(uninterrupted))
-
-  original_iterate = input_pipeline.TrainData.iterate
-
-  def iterate_then_signal(self, start_step=0):
-    for consumed, batch in enumerate(original_iterate(self, start_step), start_step + 1):
-      if consumed == 2:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
-
-  interrupted = tmp_path / 'interrupted'
-  monkeypatch.setattr(input_pipeline.TrainData, 'iterate', iterate_then_signal)
-  with pytest.raises(SystemExit) as exit_info:
-    train.train_and_evaluate(config, str(interrupted))
-  assert exit_info.value.code == train.PREEMPTED_EXIT_CODE
-  assert checkpointing.Checkpoints(str(interrupted)).steps() == [2]
-  monkeypatch.setattr(input_pipeline.TrainData, 'iterate', original_iterate)
-  train.train_and_evaluate(config, str(interrupted))
-
-  experiment = experiment_lib.create_experiment(config)
-  expected, _ = evaluation.restore_for_eval(config, str(uninterrupted), experiment)
-  resumed, step = evaluation.restore_for_eval(config, str(interrupted), experiment)
-  assert step == 4
-  for a, b in zip(jax.tree.leaves(jax.device_get(expected.weights)),
-                  jax.tree.leaves(jax.device_get(resumed.weights))):
-    np.testing.assert_array_equal(a, b)
+  resume_check.assert_sigterm_resume_is_bitwise(config, tmp_path, monkeypatch, 2)
 
 
 @pytest.mark.parametrize('field,value,match', [

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 
 import jax
 import numpy as np
@@ -17,11 +16,7 @@ from spatialmix_jax import input_pipeline
 from spatialmix_jax import train
 from spatialmix_jax import train_state
 
-
-def _final_weights(workdir, config):
-  experiment = experiment_lib.create_experiment(config)
-  state, step = evaluation.restore_for_eval(config, workdir, experiment)
-  return jax.device_get(state.weights), step
+import resume_check
 
 
 def test_default_job_trains_and_eval_reproduces(tiny_config, tmp_path):
@@ -55,38 +50,10 @@ def test_mock_cifar10_train_save_restore_same_metrics(tiny_config, tmp_path):
 
 
 def test_interrupted_run_resumes_bitwise(tiny_config, tmp_path, monkeypatch):
-  config = tiny_config
-  config.augment.crop_padding = 2
-  config.augment.flip = True
-  config.num_train_steps = 8
-  config.checkpoint_every_steps = 100  # only the preemption and the end save
-  uninterrupted = tmp_path / 'uninterrupted'
-  train.train_and_evaluate(config, str(uninterrupted))
-
-  # A real SIGTERM, delivered while step 4's batch is being read: the trainer must save at
-  # the step boundary, exit non-zero, and the restart must continue with the same batches.
-  original_iterate = input_pipeline.TrainData.iterate
-
-  def iterate_then_signal(self, start_step=0):
-    for consumed, batch in enumerate(original_iterate(self, start_step), start_step + 1):
-      if consumed == 4:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
-
-  interrupted = tmp_path / 'interrupted'
-  monkeypatch.setattr(input_pipeline.TrainData, 'iterate', iterate_then_signal)
-  with pytest.raises(SystemExit) as exit_info:
-    train.train_and_evaluate(config, str(interrupted))
-  assert exit_info.value.code == train.PREEMPTED_EXIT_CODE
-  assert checkpointing.Checkpoints(str(interrupted)).steps() == [4]
-  monkeypatch.setattr(input_pipeline.TrainData, 'iterate', original_iterate)
-  train.train_and_evaluate(config, str(interrupted))
-
-  expected, _ = _final_weights(str(uninterrupted), config)
-  resumed, step = _final_weights(str(interrupted), config)
-  assert step == 8
-  for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(resumed)):
-    np.testing.assert_array_equal(a, b)
+  tiny_config.augment.crop_padding = 2
+  tiny_config.augment.flip = True
+  tiny_config.num_train_steps = 8
+  resume_check.assert_sigterm_resume_is_bitwise(tiny_config, tmp_path, monkeypatch, 4)
 
 
 def test_resume_reads_the_same_batches(tiny_config):

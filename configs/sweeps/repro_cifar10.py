@@ -19,7 +19,7 @@ from configs import resnet_cifar10
 from configs import unshuffle_cifar10
 from configs.sweeps import _grid
 
-GRIDS = ('convmixer_modes', 'resnet_modes', 'families', 'smooth', 'unshuffle')
+VARIANTS = ('convmixer_modes', 'resnet_modes', 'families', 'smooth', 'unshuffle')
 
 
 def _cpu_budget(config):
@@ -48,9 +48,9 @@ def _convmixer():
 
 
 def get_config(variant=''):
-  if variant not in GRIDS:
+  if variant not in VARIANTS:
     raise ValueError(f'Unknown variant {variant!r} of grid repro_cifar10; choose one of '
-                     f'{GRIDS} (e.g. --config=configs/sweeps/repro_cifar10.py:resnet_modes).')
+                     f'{VARIANTS} (e.g. --config=configs/sweeps/repro_cifar10.py:resnet_modes).')
   if variant == 'convmixer_modes':
     return _grid.make_grid(variant, _convmixer(), [_grid.modes(), _grid.seeds(2)])
   if variant == 'resnet_modes':

@@ -15,6 +15,7 @@ from configs import convmixer_imagenet
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import models
 from spatialmix_jax import optimizers
+from spatialmix_jax import sweep
 from spatialmix_jax import train
 from spatialmix_jax import train_state
 
@@ -177,11 +178,7 @@ def test_recipe_configs_validate_and_carry_the_recipe():
     ('model.init', 'kaiming', 'torch.*flax'),
 ])
 def test_bad_recipe_setting_is_a_one_line_error(tiny_config, field, value, match):
-  parent = tiny_config
-  *path, leaf = field.split('.')
-  for name in path:
-    parent = parent[name]
-  parent[leaf] = value
+  sweep.set_field(tiny_config, field, value)
   with pytest.raises(ValueError, match=match) as error:
     experiment_lib.create_experiment(tiny_config)
   assert '\n' not in str(error.value)

@@ -13,6 +13,7 @@ from spatialmix_jax import datasets
 from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import input_pipeline
+from spatialmix_jax import sweep
 from spatialmix_jax import train
 from spatialmix_jax import train_state
 
@@ -92,11 +93,7 @@ def test_eval_counts_every_example_once(tiny_config):
     ('frozen_collections', 'spatial,attention', 'Cannot freeze'),
 ])
 def test_bad_config_is_a_one_line_error(tiny_config, field, value, match):
-  parent = tiny_config
-  *path, leaf = field.split('.')
-  for name in path:
-    parent = parent[name]
-  parent[leaf] = value
+  sweep.set_field(tiny_config, field, value)
   with pytest.raises(ValueError, match=match) as error:
     experiment_lib.create_experiment(tiny_config)
   assert '\n' not in str(error.value)

@@ -1,6 +1,8 @@
 """Tables and figures of a finished (or partly finished) sweep: WORKDIR/report/.
 
   python -m spatialmix_jax.report --workdir=/tmp/sweep [--figures=fig5_convmixer_depth,...]
+  python -m spatialmix_jax.report --reproduction --workdir=docs/results/repro_cifar10 \
+      --output=docs/reproduction.md     # the paper's claims vs our grids (reproduction.py)
 
 Reads every WORKDIR/<cell>/results.json (+ eval.json, config.json), groups cells that differ
 only in their seed, and writes for every figure the cells allow (its x axis takes at least two
@@ -75,7 +77,7 @@ def load_cells(workdir):
         'smooth_sigma': model['smooth_sigma'] if model['spatial_init'] == 'smooth' else 0.0,
         'adv_training_eps': adversarial.get('epsilon', 0.0) if adversarial.get('enabled')
                             else 0.0,
-        'seed': results['seed'],
+        'seed': results['seed'], 'step': results.get('step'),
     }
     for metric in ('test_accuracy', 'test_psnr', 'scrambled_psnr'):
       if metric in results:
@@ -124,8 +126,11 @@ def _write_csv(path, header, lines):
     writer.writerows(lines)
 
 
-def figure(rows, out, name, title, x, metric, ylabel):
-  """PNG + CSV of one figure; returns its Markdown section (None when the cells don't allow)."""
+def figure(rows, out, name, title, x, metric, ylabel, prefix=''):
+  """PNG + CSV of one figure; returns its Markdown section (None when the cells don't allow).
+
+  `prefix` is the path from the Markdown file to `out` for its links.
+  """
   rows = [r for r in rows if metric in r and x in r]
   xs = sorted({r[x] for r in rows}, key=_sort_key)
   if len(xs) < 2:
@@ -174,7 +179,8 @@ def figure(rows, out, name, title, x, metric, ylabel):
     cells = [_fmt(*stats[line + (xv,)], metric) if line + (xv,) in stats else '—' for xv in xs]
     table.append('| ' + ' | '.join([_label(series, line)] + cells) + ' |')
   return (f'## {title}\n\n{ylabel} (mean ± std over seeds), x = {x}.\n\n'
-          f'![{name}]({name}.png)\n\n' + '\n'.join(table) + f'\n\nData: [{name}.csv]({name}.csv)\n')
+          f'![{name}]({prefix}{name}.png)\n\n' + '\n'.join(table)
+          + f'\n\nData: [{name}.csv]({prefix}{name}.csv)\n')
 
 
 def summary(rows, out):
@@ -261,6 +267,14 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   try:
+    if FLAGS.reproduction:
+      from spatialmix_jax import reproduction  # pylint: disable=g-import-not-at-top
+      output = FLAGS.output or os.path.join(FLAGS.workdir, 'reproduction.md')
+      claims = reproduction.write(FLAGS.workdir, output)
+      for claim in claims:
+        print(f'{claim["verdict"]:>12}: {claim["claim"]}')
+      print(f'Wrote {output}')
+      return
     figures = [f for f in FLAGS.figures.split(',') if f] if FLAGS.figures else None
     written = write_report(FLAGS.workdir, figures)
   except ValueError as e:
@@ -274,5 +288,9 @@ if __name__ == '__main__':
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('workdir', None, 'The sweep folder (python -m spatialmix_jax.sweep).')
   flags.DEFINE_string('figures', '', f'Comma-separated subset of {FIGURE_NAMES}.')
+  flags.DEFINE_bool('reproduction', False, 'WORKDIR is a folder of the reproduction grids '
+                    '(configs/sweeps/repro_cifar10.py): write the claim-by-claim document.')
+  flags.DEFINE_string('output', '', 'With --reproduction: the Markdown file to write '
+                      '(default WORKDIR/reproduction.md); figures go to a folder of its stem.')
   flags.mark_flag_as_required('workdir')
   app.run(main)

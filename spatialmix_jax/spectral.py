@@ -86,7 +86,7 @@ def depthwise_kernels(weights):
   return dict(sorted(banks.items(), key=lambda item: _natural_key(item[0])))
 
 
-def _plot_envelopes(named_envelopes, path, title, columns=4):
+def plot_envelopes(named_envelopes, path, title, columns=4):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -143,13 +143,13 @@ def run(workdir, size=DEFAULT_SIZE, threshold=DEFAULT_THRESHOLD, max_random_filt
   counts = [2 ** i for i in range(int(np.log2(max_random_filters)) + 1)]
   random_banks = {f'{n} random': random_bank(n, k, seed=config.seed) for n in counts}
   analysed = analyse_banks(random_banks, size, threshold)
-  _plot_envelopes(analysed, os.path.join(out, 'random_banks.png'),
+  plot_envelopes(analysed, os.path.join(out, 'random_banks.png'),
                   f'Envelopes of random {k}x{k} banks')
   record['random_banks'] = _record(random_banks, analysed)
 
   trained = depthwise_kernels(state.weights)
   analysed = analyse_banks(trained, size, threshold)
-  _plot_envelopes(analysed, os.path.join(out, 'trained_layers.png'),
+  plot_envelopes(analysed, os.path.join(out, 'trained_layers.png'),
                   f'Depthwise filters per layer, step {step} ({config.mode})')
   record['trained_layers'] = _record(trained, analysed)
 
@@ -159,7 +159,7 @@ def run(workdir, size=DEFAULT_SIZE, threshold=DEFAULT_THRESHOLD, max_random_filt
     compared[f'smooth σ={sigma:g}'] = random_bank(width, k, seed=config.seed, family='smooth',
                                                   smooth_sigma=sigma)
   analysed = analyse_banks(compared, size, threshold)
-  _plot_envelopes(analysed, os.path.join(out, 'random_vs_smooth.png'),
+  plot_envelopes(analysed, os.path.join(out, 'random_vs_smooth.png'),
                   f'{width} random vs smoothed {k}x{k} filters')
   record['random_vs_smooth'] = _record(compared, analysed)
 

@@ -11,15 +11,21 @@ for 300 steps at batch 128 (0.77 epochs) with flip only, float32: a few minutes 
   resnet_modes     full / chans / space × 2 seeds
   families         chans with same / box / identity frozen filters (random: convmixer_modes)
   smooth           chans with smoothed random filters (σ = 1, 2 px), attacked like above
+  robustness_long  full / chans / chans with σ = 1 smoothed filters at 4 epochs (1,560 steps),
+                   attacked like above: does the robustness ordering depend on the budget?
   unshuffle        pixel un-shuffling of CIFAR-10, full / chans
+  unshuffle_digits pixel un-shuffling of the embedded digits (configs/unshuffle_digits.py),
+                   full / chans × 2 seeds (needs no data_dir)
 """
 
 from configs import convmixer_cifar10
 from configs import resnet_cifar10
 from configs import unshuffle_cifar10
+from configs import unshuffle_digits
 from configs.sweeps import _grid
 
-VARIANTS = ('convmixer_modes', 'resnet_modes', 'families', 'smooth', 'unshuffle')
+VARIANTS = ('convmixer_modes', 'resnet_modes', 'families', 'smooth', 'robustness_long',
+            'unshuffle', 'unshuffle_digits')
 
 
 def _cpu_budget(config):
@@ -68,6 +74,17 @@ def get_config(variant=''):
     return _grid.make_grid(variant, base, [
         [{'model.smooth_sigma': s} for s in (1.0, 2.0)], _grid.modes(('chans',)),
         _grid.seeds(1)])
+  if variant == 'robustness_long':
+    base = _convmixer()
+    base.num_train_steps = 1560
+    base.checkpoint_every_steps = 260
+    smoothed = {'_name': 'mode-chans.smooth-1', 'mode': 'chans', 'model.spatial_init': 'smooth',
+                'model.smooth_sigma': 1.0}
+    return _grid.make_grid(variant, base, [[{'mode': 'full'}, {'mode': 'chans'}, smoothed],
+                                           _grid.seeds(1)])
+  if variant == 'unshuffle_digits':
+    return _grid.make_grid(variant, unshuffle_digits.get_config(),
+                           [_grid.modes(('full', 'chans')), _grid.seeds(2)])
   base = _cpu_budget(unshuffle_cifar10.get_config())
   base.model.width = 128
   base.model.depth = 4

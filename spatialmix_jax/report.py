@@ -96,8 +96,16 @@ def _varying(rows, exclude):
   return [f for f in fields if len({r.get(f) for r in rows}) > 1]
 
 
+# Categories in the paper's order; others follow alphabetically.
+CATEGORY_ORDER = ('full', 'chans', 'space', 'random', 'same', 'box', 'identity', 'smooth')
+
+
 def _sort_key(value):
-  return (0, value, '') if isinstance(value, (int, float)) else (1, 0, str(value))
+  if isinstance(value, (int, float)):
+    return (0, value, '')
+  if value in CATEGORY_ORDER:
+    return (1, CATEGORY_ORDER.index(value), '')
+  return (2, 0, str(value))
 
 
 def group(rows, keys, metric):
@@ -149,7 +157,7 @@ def figure(rows, out, name, title, x, metric, ylabel, prefix=''):
   lines = sorted({k[:-1] for k in stats}, key=lambda k: [_sort_key(v) for v in k])
   for index, line in enumerate(lines):
     points = [(xv, stats[line + (xv,)]) for xv in xs if line + (xv,) in stats]
-    position = [xs.index(p[0]) + 0.8 * (index / max(len(lines), 1) - 0.4) if categorical
+    position = [xs.index(p[0]) + 0.6 * ((index + 0.5) / len(lines) - 0.5) if categorical
                 else p[0] for p in points]
     means = [p[1][0] for p in points]
     stds = [p[1][1] for p in points]
@@ -162,6 +170,7 @@ def figure(rows, out, name, title, x, metric, ylabel, prefix=''):
                  label='scrambled input')
   if categorical:
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_xlim(-0.5, len(xs) - 0.5)
   elif x in ('width', 'depth') and min(xs) > 0 and max(xs) / min(xs) >= 8:
     ax.set_xscale('log', base=2)
   ax.set_xlabel(x)

@@ -53,6 +53,8 @@ def test_verdicts_follow_the_numbers_and_missing_grids_are_not_measured(tmp_path
   _write_grid(tmp_path / 'agrees', 'convmixer_modes', paper_like)
   _write_grid(tmp_path / 'agrees', 'families', _classification(
       {'same': 0.55, 'box': 0.45, 'identity': 0.44}, {'same': 0, 'box': 0, 'identity': 0}))
+  _write_grid(tmp_path / 'agrees', 'adversarial', _classification(
+      {'full': 0.60, 'chans': 0.60}, {'full': 0.37, 'chans': 0.39}))
   claims = reproduction.write(str(tmp_path / 'agrees'), str(tmp_path / 'out' / 'agrees.md'))
   verdicts = dict(_verdicts(claims)[:3])
   assert verdicts['convmixer_modes'] == 'agrees'
@@ -61,6 +63,9 @@ def test_verdicts_follow_the_numbers_and_missing_grids_are_not_measured(tmp_path
   robust = [c for c in claims if c['claim'].startswith('Chans models are more robust')]
   assert [c['verdict'] for c in robust] == ['agrees', 'not measured']
   assert 'FGSM: full 0.3005 ± 0.0007, chans 0.4005 ± 0.0007' in robust[0]['measured']
+  adversarial = [c for c in claims if 'adversarial training' in c['claim']]
+  assert [c['verdict'] for c in adversarial] == ['agrees']
+  assert 'Chans − Full +10.0 pp without, +2.0 pp with' in adversarial[0]['measured']
 
   # Space closer to Full than Chans, Full more robust: the same claims must now fail.
   contrary = _classification({'full': 0.70, 'chans': 0.55, 'space': 0.65},

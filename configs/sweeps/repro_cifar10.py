@@ -13,6 +13,7 @@ for 300 steps at batch 128 (0.77 epochs) with flip only, float32: a few minutes 
   smooth           chans with smoothed random filters (σ = 1, 2 px), attacked like above
   robustness_long  full / chans / chans with σ = 1 smoothed filters at 4 epochs (1,560 steps),
                    attacked like above: does the robustness ordering depend on the budget?
+  adversarial      full / chans trained on FGSM images (ε = 1/255), attacked like above
   unshuffle        pixel un-shuffling of CIFAR-10, full / chans
   unshuffle_digits pixel un-shuffling of the embedded digits (configs/unshuffle_digits.py),
                    full / chans × 2 seeds (needs no data_dir)
@@ -25,7 +26,7 @@ from configs import unshuffle_digits
 from configs.sweeps import _grid
 
 VARIANTS = ('convmixer_modes', 'resnet_modes', 'families', 'smooth', 'robustness_long',
-            'unshuffle', 'unshuffle_digits')
+            'adversarial', 'unshuffle', 'unshuffle_digits')
 
 
 def _cpu_budget(config):
@@ -82,6 +83,11 @@ def get_config(variant=''):
                 'model.smooth_sigma': 1.0}
     return _grid.make_grid(variant, base, [[{'mode': 'full'}, {'mode': 'chans'}, smoothed],
                                            _grid.seeds(1)])
+  if variant == 'adversarial':
+    base = _convmixer()
+    base.adversarial_training.enabled = True
+    base.adversarial_training.epsilon = 1.0
+    return _grid.make_grid(variant, base, [_grid.modes(('full', 'chans')), _grid.seeds(1)])
   if variant == 'unshuffle_digits':
     return _grid.make_grid(variant, unshuffle_digits.get_config(),
                            [_grid.modes(('full', 'chans')), _grid.seeds(2)])

@@ -220,10 +220,13 @@ def _model_line(config):
               if on] or ['none']
   steps = (f'{config["num_train_steps"]} steps' if config['num_train_steps'] > 0
            else f'{config["num_epochs"]} epochs')
+  adversarial = config['adversarial_training']
+  trained_on = (f'; trained on FGSM images (ε = {adversarial["epsilon"]:g}/255)'
+                if adversarial['enabled'] else '')
   return (f'{shape}; {steps} × batch {config["batch_size"]}, {optimizer["name"]} lr '
           f'{optimizer["learning_rate"]:g} ({optimizer["schedule"]}), weight decay '
           f'{optimizer["weight_decay"]:g}; augmentation: {", ".join(augments)}; '
-          f'{config["dtype"]}')
+          f'{config["dtype"]}{trained_on}')
 
 
 def setup_and_cost(workdir, grids):
@@ -248,13 +251,13 @@ def setup_and_cost(workdir, grids):
     data_dir = ('' if config['dataset'] == 'digits'
                 else ' \\\n    --config.base.data_dir=../shared/tensorflow_datasets')
     commands.append(f'python -m spatialmix_jax.sweep --config={GRID_CONFIG}:{grid} \\\n'
-                    f'    --workdir=docs/results/repro_cifar10/{grid}{data_dir}')
+                    f'    --workdir={os.path.join(workdir, grid)}{data_dir}')
   return lines, commands
 
 
 def spectral_section(rows_by_grid, out, prefix):
   """Coverage of every frozen-filter family at the ConvMixer grids' width and kernel size."""
-  any_cell = next(r for r in rows_by_grid['convmixer_modes'])
+  any_cell = rows_by_grid['convmixer_modes'][0]
   width, k = any_cell['width'], any_cell['kernel_size']
   banks = {name: spectral.random_bank(width, k, seed=0, **{'family': name, **kwargs})
            for name, kwargs in SPECTRAL_FAMILIES}

@@ -51,7 +51,8 @@ FIELDS = ('dataset', 'model', 'mode', 'depth', 'width', 'kernel_size', 'spatial_
 METRICS = ('test_accuracy', 'test_psnr', 'scrambled_psnr', 'attacked_accuracy')
 
 
-def _load(path):
+def read_json(path):
+  """The JSON record at `path`, None when the cell has not written it (yet)."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
@@ -63,10 +64,10 @@ def load_cells(workdir):
   rows = []
   for name in sorted(os.listdir(workdir)):
     celldir = os.path.join(workdir, name)
-    results = _load(os.path.join(celldir, 'results.json'))
+    results = read_json(os.path.join(celldir, 'results.json'))
     if results is None:
       continue
-    config = _load(os.path.join(celldir, 'config.json')) or {}
+    config = read_json(os.path.join(celldir, 'config.json')) or {}
     model = results['model_config']
     adversarial = config.get('adversarial_training', {})
     row = {
@@ -83,7 +84,7 @@ def load_cells(workdir):
       if metric in results:
         row[metric] = results[metric]
     rows.append(row)
-    evaluated = _load(os.path.join(celldir, 'eval.json')) or {}
+    evaluated = read_json(os.path.join(celldir, 'eval.json')) or {}
     for attack, per_eps in evaluated.get('robustness', {}).items():
       for eps, accuracy in per_eps.items():
         rows.append({**row, 'attack': attack, 'epsilon': float(eps),
@@ -250,7 +251,7 @@ def write_report(workdir, figures=None):
     raise ValueError(f'No finished cell (results.json) under {workdir!r} yet.')
   out = os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
-  sweep = _load(os.path.join(workdir, 'sweep.json')) or {}
+  sweep = read_json(os.path.join(workdir, 'sweep.json')) or {}
   sections, written = [], []
   for name, title, select, x, metric, ylabel in FIGURES:
     if figures and name not in figures:

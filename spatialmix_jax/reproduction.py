@@ -32,13 +32,6 @@ SPECTRAL_FAMILIES = (('random', {}), ('same', {}), ('box', {}), ('identity', {})
                      ('smooth σ=2', {'family': 'smooth', 'smooth_sigma': 2.0}))
 
 
-def _json(path):
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def _cell_dirs(workdir, grid):
   folder = os.path.join(workdir, grid)
   if not os.path.isdir(folder):
@@ -235,10 +228,10 @@ def setup_and_cost(workdir, grids):
   commands = []
   for grid in grids:
     cells = _cell_dirs(workdir, grid)
-    config = _json(os.path.join(cells[0], 'config.json'))
-    sweep = _json(os.path.join(workdir, grid, 'sweep.json')) or {}
-    train = sum(_json(os.path.join(c, 'results.json'))['wall_time_s'] for c in cells)
-    evals = [_json(os.path.join(c, 'eval.json')) for c in cells]
+    config = report.read_json(os.path.join(cells[0], 'config.json'))
+    sweep = report.read_json(os.path.join(workdir, grid, 'sweep.json')) or {}
+    train = sum(report.read_json(os.path.join(c, 'results.json'))['wall_time_s'] for c in cells)
+    evals = [report.read_json(os.path.join(c, 'eval.json')) for c in cells]
     evaluated = sum(e['wall_time_s'] for e in evals if e)
     evaluated = f'{evaluated / 60:.1f} min' if any(evals) else '—'
     planned = len(sweep.get('cells', {})) or len(cells)

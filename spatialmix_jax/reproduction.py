@@ -41,9 +41,9 @@ def _cell_dirs(workdir, grid):
 
 
 def load(workdir):
-  """{grid: rows of report.load_cells} for the grids that have at least one finished cell."""
-  return {grid: report.load_cells(os.path.join(workdir, grid)) for grid in GRIDS
-          if _cell_dirs(workdir, grid)}
+  """{grid: rows of report.load_cells} for every grid; [] for a grid with no finished cell."""
+  return {grid: report.load_cells(os.path.join(workdir, grid)) if _cell_dirs(workdir, grid)
+          else [] for grid in GRIDS}
 
 
 def _plain(rows):
@@ -68,6 +68,10 @@ def _seeds(stats_by_key):
 
 def _claim(claim, measured, verdict, rule):
   return {'claim': claim, 'measured': measured, 'verdict': verdict, 'rule': rule}
+
+
+def _verdict(wins):
+  return 'agrees' if all(wins) else 'partly' if any(wins) else 'disagrees'
 
 
 def _not_measured(claim, why):
@@ -131,8 +135,7 @@ def robustness_claim(modes_rows):
       return _not_measured(claim, 'grid not run')
     parts.append(f'{label}: full {_acc(acc["full"])}, chans {_acc(acc["chans"])}')
     wins.append(acc['chans'][0] > acc['full'][0])
-  verdict = 'agrees' if all(wins) else 'partly' if any(wins) else 'disagrees'
-  return _claim(claim, '; '.join(parts), verdict,
+  return _claim(claim, '; '.join(parts), _verdict(wins),
                 'Chans keeps more accuracy than Full under both attacks')
 
 
@@ -149,8 +152,7 @@ def smoothing_claim(modes_rows, smooth_rows):
     parts.append(f'{label}: plain {_acc(acc[0.0])}, '
                  + ', '.join(f'σ={s:g} {_acc(acc[s])}' for s in sigmas))
     wins += [acc[s][0] > acc[0.0][0] for s in sigmas]
-  verdict = 'agrees' if all(wins) else 'partly' if any(wins) else 'disagrees'
-  return _claim(claim, '; '.join(parts), verdict,
+  return _claim(claim, '; '.join(parts), _verdict(wins),
                 'every smoothed bank keeps more accuracy than the plain random one, both attacks')
 
 
@@ -167,8 +169,7 @@ def adversarial_claim(modes_rows, adversarial_rows):
     parts.append(f'{label}: Chans − Full {100 * before:+.1f} pp without, {100 * after:+.1f} pp '
                  f'with (full {_acc(trained["full"])}, chans {_acc(trained["chans"])})')
     wins.append(abs(after) < abs(before))
-  verdict = 'agrees' if all(wins) else 'partly' if any(wins) else 'disagrees'
-  return _claim(claim, '; '.join(parts), verdict,
+  return _claim(claim, '; '.join(parts), _verdict(wins),
                 'the Chans − Full gap under attack is smaller with adversarial training, both '
                 'attacks')
 
@@ -248,9 +249,9 @@ def setup_and_cost(workdir, grids):
   return lines, commands
 
 
-def spectral_section(rows_by_grid, out, prefix):
+def spectral_section(by_grid, out, prefix):
   """Coverage of every frozen-filter family at the ConvMixer grids' width and kernel size."""
-  any_cell = rows_by_grid['convmixer_modes'][0]
+  any_cell = by_grid['convmixer_modes'][0]
   width, k = any_cell['width'], any_cell['kernel_size']
   banks = {name: spectral.random_bank(width, k, seed=0, **{'family': name, **kwargs})
            for name, kwargs in SPECTRAL_FAMILIES}
@@ -269,15 +270,15 @@ def spectral_section(rows_by_grid, out, prefix):
   return section, coverages
 
 
-def _figures(rows_by_grid, out, prefix):
+def _figures(by_grid, out, prefix):
   sections = []
-  get = lambda grid: rows_by_grid.get(grid, [])  # pylint: disable=unnecessary-lambda-assignment
-  modes = _plain(get('convmixer_modes') + get('resnet_modes'))
+  modes = _plain(by_grid['convmixer_modes'] + by_grid['resnet_modes'])
   if modes:
     sections.append(report.figure(modes, out, 'modes', 'Full / Chans / Space', 'mode',
                                   'test_accuracy', 'test accuracy', prefix))
-  families = [r for r in _plain(get('convmixer_modes') + get('families')) if r['mode'] == 'chans']
-  if get('families'):
+  families = [r for r in _plain(by_grid['convmixer_modes'] + by_grid['families'])
+              if r['mode'] == 'chans']
+  if by_grid['families']:
     sections.append(report.figure(families, out, 'filter_families',
                                   'Frozen filter families (Chans)', 'spatial_init',
                                   'test_accuracy', 'test accuracy', prefix))
@@ -286,10 +287,10 @@ def _figures(rows_by_grid, out, prefix):
       ('robustness', 'convmixer_modes', ('smooth',), None),
       ('robustness_long', 'robustness_long', (), None),
       ('adversarial', 'adversarial', ('convmixer_modes',), ('full', 'chans'))):
-    if not get(grid):
+    if not by_grid[grid]:
       continue
     grids = (grid,) + extra
-    attacked = [r for grid in grids for r in get(grid)
+    attacked = [r for grid in grids for r in by_grid[grid]
                 if 'attack' in r and (modes is None or r['mode'] in modes)]
     for attack, label in ATTACK_NAMES.items():
       rows = [r for r in attacked if r['attack'] == attack]
@@ -299,9 +300,9 @@ def _figures(rows_by_grid, out, prefix):
                                       f'{_budget(rows)}', 'epsilon', 'attacked_accuracy',
                                       f'accuracy under {label}', prefix))
   for grid in ('unshuffle', 'unshuffle_digits'):
-    if get(grid):
-      dataset = get(grid)[0]['dataset']
-      sections.append(report.figure(_plain(get(grid)), out, grid,
+    if by_grid[grid]:
+      dataset = by_grid[grid][0]['dataset']
+      sections.append(report.figure(_plain(by_grid[grid]), out, grid,
                                     f'Un-shuffling {dataset}: PSNR (dashed: scrambled input)',
                                     'mode', 'test_psnr', 'test PSNR (dB)', prefix))
   return [s for s in sections if s]
@@ -312,8 +313,8 @@ def write(workdir, output):
   if not os.path.isdir(workdir):
     raise ValueError(f'No reproduction results in {workdir!r}: run the grids of {GRID_CONFIG} '
                      'with python -m spatialmix_jax.sweep first.')
-  rows_by_grid = load(workdir)
-  if 'convmixer_modes' not in rows_by_grid:
+  by_grid = load(workdir)
+  if not by_grid['convmixer_modes']:
     raise ValueError(f'{workdir!r} has no finished convmixer_modes cell: run '
                      f'python -m spatialmix_jax.sweep --config={GRID_CONFIG}:convmixer_modes '
                      f'--workdir={os.path.join(workdir, "convmixer_modes")} first.')
@@ -324,24 +325,23 @@ def write(workdir, output):
     if name.endswith(('.png', '.csv')):
       os.remove(os.path.join(out, name))
   prefix = f'{stem}/'
-  get = lambda grid: rows_by_grid.get(grid, [])  # pylint: disable=unnecessary-lambda-assignment
 
-  spectral_md, coverages = spectral_section(rows_by_grid, out, prefix)
+  spectral_md, coverages = spectral_section(by_grid, out, prefix)
   measured = (
-      ('convmixer_modes', modes_claim(get('convmixer_modes'), 'ConvMixer')),
-      ('resnet_modes', modes_claim(get('resnet_modes'), 'Separable ResNet')),
+      ('convmixer_modes', modes_claim(by_grid['convmixer_modes'], 'ConvMixer')),
+      ('resnet_modes', modes_claim(by_grid['resnet_modes'], 'Separable ResNet')),
       ('families + chans of convmixer_modes',
-       families_claim(get('convmixer_modes'), get('families'))),
+       families_claim(by_grid['convmixer_modes'], by_grid['families'])),
       ('the models\' init, seed 0', spectral_claim(coverages)),
-      ('convmixer_modes', robustness_claim(get('convmixer_modes'))),
-      ('robustness_long', robustness_claim(get('robustness_long'))),
+      ('convmixer_modes', robustness_claim(by_grid['convmixer_modes'])),
+      ('robustness_long', robustness_claim(by_grid['robustness_long'])),
       ('smooth + chans of convmixer_modes',
-       smoothing_claim(get('convmixer_modes'), get('smooth'))),
-      ('robustness_long', smoothing_claim(get('robustness_long'), [])),
+       smoothing_claim(by_grid['convmixer_modes'], by_grid['smooth'])),
+      ('robustness_long', smoothing_claim(by_grid['robustness_long'], [])),
       ('adversarial + convmixer_modes',
-       adversarial_claim(get('convmixer_modes'), get('adversarial'))),
-      ('unshuffle', unshuffle_claim(get('unshuffle'), 'CIFAR-10')),
-      ('unshuffle_digits', unshuffle_claim(get('unshuffle_digits'), 'digits')),
+       adversarial_claim(by_grid['convmixer_modes'], by_grid['adversarial'])),
+      ('unshuffle', unshuffle_claim(by_grid['unshuffle'], 'CIFAR-10')),
+      ('unshuffle_digits', unshuffle_claim(by_grid['unshuffle_digits'], 'digits')),
   )
   claims = [{**claim, 'grids': grids} for grids, claim in measured]
   claims += [{**_not_measured(claim, why), 'grids': '—'} for claim, why in NOT_RUN]
@@ -350,7 +350,7 @@ def write(workdir, output):
   for index, c in enumerate(claims, 1):
     table.append(f'| {index} | {c["claim"]} | {c["grids"]} | {c["measured"]} | {c["rule"]} | '
                  f'**{c["verdict"]}** |')
-  setup, commands = setup_and_cost(workdir, [g for g in GRIDS if g in rows_by_grid])
+  setup, commands = setup_and_cost(workdir, [g for g in GRIDS if by_grid[g]])
   discussion = os.path.join(workdir, 'discussion.md')
   document = [
       '# Reproduction on real CIFAR-10 (and digits), CPU budget',
@@ -362,8 +362,9 @@ def write(workdir, output):
       '',
       'CIFAR-10 here is the TFDS `cifar10/3.0.2` prepared from a JPEG copy of the dataset, so its '
       'pixels differ slightly from the original; accuracies are on its 10,000 test images '
-      '(attacks: on a subset, see the setup table). Budgets are far below the paper\'s (minutes per model, not '
-      'hundreds of epochs): the claim under test is the ordering, not the paper\'s accuracies.',
+      '(attacks: on a subset, see the setup table). Budgets are far below the paper\'s '
+      '(minutes per model, not hundreds of epochs): the claim under test is the ordering, not '
+      'the paper\'s accuracies.',
       '',
       '## Claims, side by side',
       '',
@@ -381,7 +382,7 @@ def write(workdir, output):
       '\n'.join(commands),
       '```',
       '',
-      *_figures(rows_by_grid, out, prefix),
+      *_figures(by_grid, out, prefix),
       spectral_md,
   ]
   if os.path.exists(discussion):

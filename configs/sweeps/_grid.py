@@ -49,3 +49,16 @@ def seeds(count):
 
 def modes(names=('full', 'chans', 'space')):
   return [{'mode': m} for m in names]
+
+
+def convmixer_axis(name, variant, field, values, small_values):
+  """The CIFAR-10 ConvMixer recipe over one model field × full/chans/space × 3 seeds;
+  `:small` runs `small_values` on the digits with 2 seeds."""
+  from configs import convmixer_cifar10  # pylint: disable=g-import-not-at-top
+  small = check_variant(variant, name)
+  base = convmixer_cifar10.get_config()
+  if small:
+    base = small_digits(base)
+    values = small_values
+  return make_grid(name, base, [[{f'model.{field}': v} for v in values], modes(),
+                                seeds(2 if small else 3)])

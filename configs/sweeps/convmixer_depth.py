@@ -6,16 +6,8 @@ full / chans / space, 3 seeds.
   :small — digits, width 32, depths 1/2/4/8, 2 seeds, 4 epochs.
 """
 
-from configs import convmixer_cifar10
 from configs.sweeps import _grid
 
 
 def get_config(variant=''):
-  small = _grid.check_variant(variant, 'convmixer_depth')
-  base = convmixer_cifar10.get_config()
-  depths = (2, 4, 8, 16, 32)
-  if small:
-    base = _grid.small_digits(base)
-    depths = (1, 2, 4, 8)
-  return _grid.make_grid('convmixer_depth', base, [
-      [{'model.depth': d} for d in depths], _grid.modes(), _grid.seeds(2 if small else 3)])
+  return _grid.convmixer_axis('convmixer_depth', variant, 'depth', (2, 4, 8, 16, 32), (1, 2, 4, 8))

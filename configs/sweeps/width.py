@@ -6,16 +6,8 @@ full / chans / space, 3 seeds.
   :small — digits, depth 2, widths 8/16/32/64, 2 seeds, 4 epochs.
 """
 
-from configs import convmixer_cifar10
 from configs.sweeps import _grid
 
 
 def get_config(variant=''):
-  small = _grid.check_variant(variant, 'width')
-  base = convmixer_cifar10.get_config()
-  widths = (32, 64, 128, 256, 512)
-  if small:
-    base = _grid.small_digits(base)
-    widths = (8, 16, 32, 64)
-  return _grid.make_grid('width', base, [
-      [{'model.width': w} for w in widths], _grid.modes(), _grid.seeds(2 if small else 3)])
+  return _grid.convmixer_axis('width', variant, 'width', (32, 64, 128, 256, 512), (8, 16, 32, 64))

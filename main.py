@@ -7,12 +7,13 @@
 
 import logging as std_logging
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from spatialmix_jax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and results.json.')
@@ -42,7 +43,7 @@ class _QuietLibraries(std_logging.Filter):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments {argv[1:]}: every setting is a --flag or a --config.FIELD.')
   logging.get_absl_logger().addFilter(_QuietLibraries())
   # TensorFlow only feeds data: keep it off the accelerators JAX owns.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -55,23 +56,23 @@ def main(argv):
   if wants_distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count(), jax.default_backend())
-
   from spatialmix_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax import experiment  # pylint: disable=g-import-not-at-top
   from spatialmix_jax import train  # pylint: disable=g-import-not-at-top
   try:
+    # A value that cannot work is the user's to fix: one line, before anything else is said.
+    experiment.validate_config(FLAGS.config)
+    logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
+                 jax.process_index(), jax.process_count(), jax.local_device_count(),
+                 jax.device_count(), jax.default_backend())
     if FLAGS.mode == 'train':
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       evaluation.evaluate(FLAGS.config, FLAGS.workdir)
   except (ValueError, PermissionError, FloatingPointError) as e:
     # Configuration and data problems are the user's to fix: one line, no traceback.
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(e)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

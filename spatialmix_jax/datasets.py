@@ -1,15 +1,10 @@
 """Datasets the project knows: their TFDS names, splits, shapes and normalisation statistics.
 
-`digits` is a TFDS builder over scikit-learn's bundled handwritten digits (8×8, 1,797 images),
-so the default job needs no download. Every other dataset is an ordinary TFDS dataset that
-must already be prepared in the data dir: nothing is downloaded at run time.
+Pure data, no TensorFlow: models, validation and benchmarks read it without a data pipeline.
+Reading the datasets is `tfds_builders.py`'s job.
 """
 
 import dataclasses
-import os
-
-import numpy as np
-import tensorflow_datasets as tfds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,86 +45,7 @@ DATASETS = {
 }
 
 
-class DatasetNotPreparedError(ValueError):
-  pass
-
-
 def get_spec(name):
   if name not in DATASETS:
     raise ValueError(f'Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.')
   return DATASETS[name]
-
-
-def _digits_images_and_labels():
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  digits = load_digits()
-  # sklearn stores 17 grey levels (0..16); map them onto the uint8 range images normally use.
-  images = np.round(digits.images * 255 / 16).astype(np.uint8)[..., None]
-  return images, digits.target.astype(np.int64)
-
-
-DIGITS_DEFAULT_DIR = os.path.expanduser('~/.cache/spatialmix_jax/tensorflow_datasets')
-DIGITS_NUM_TRAIN = 1437  # of 1797: a fixed 80/20 split, the same on every machine
-
-
-class Digits(tfds.core.GeneratorBasedBuilder):
-  """scikit-learn's handwritten digits (UCI optdigits test set) as a TFDS dataset."""
-
-  VERSION = tfds.core.Version('1.0.0')
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='8x8 handwritten digits bundled with scikit-learn.',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(8, 8, 1)),
-            'label': tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=('image', 'label'),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # the data ship with scikit-learn
-    order = np.random.default_rng(0).permutation(1797)
-    return {
-        'train': self._generate_examples(order[:DIGITS_NUM_TRAIN]),
-        'test': self._generate_examples(order[DIGITS_NUM_TRAIN:]),
-    }
-
-  def _generate_examples(self, indices):
-    images, labels = _digits_images_and_labels()
-    for i in indices:
-      yield int(i), {'image': images[i], 'label': int(labels[i])}
-
-
-def get_builder(name, data_dir=None):
-  """The TFDS builder of `name`; `digits` is prepared on first use (it needs no download)."""
-  get_spec(name)
-  if data_dir is not None and not os.path.isdir(data_dir):
-    raise DatasetNotPreparedError(
-        f'Data dir {data_dir!r} does not exist; pass the folder that holds prepared TFDS '
-        f'datasets with --config.data_dir (or set TFDS_DATA_DIR).')
-  if name == 'digits':
-    # Its own default folder, so a read-only TFDS_DATA_DIR (shared CIFAR-10) never blocks it.
-    builder = Digits(data_dir=data_dir or DIGITS_DEFAULT_DIR)
-    if not builder.is_prepared():
-      builder.download_and_prepare()
-    return builder
-  return tfds.builder(name, data_dir=data_dir)
-
-
-def load_split(builder, split, **as_dataset_kwargs):
-  """`builder.as_dataset`, with an unprepared dataset turned into a one-line error.
-
-  TFDS is never asked to download: offline, that retries for minutes before failing.
-  """
-  try:
-    return builder.as_dataset(split=split, **as_dataset_kwargs)
-  except AssertionError as e:
-    if 'could not find data' not in str(e):
-      raise
-    name = builder.info.name
-    raise DatasetNotPreparedError(
-        f'Dataset {name!r} is not prepared under {os.path.dirname(os.path.dirname(builder.data_dir))!r}: '
-        f'{get_spec(name).prepare_hint}, or point --config.data_dir / TFDS_DATA_DIR at a '
-        f'folder where it is.') from None

@@ -37,6 +37,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from spatialmix_jax import cache
+
 IMPLS = ('xla', 'shift', 'fft', 'native')
 
 # Working-set budget (bytes of one batch chunk of padded x plus output gradient) for the
@@ -307,11 +309,9 @@ def _build_native():
   key = hashlib.sha256(b'\0'.join(
       [source, compiler.encode(), ' '.join(flags).encode(), jax.__version__.encode(),
        _cpu_signature().encode()])).hexdigest()[:16]
-  cache_dir = os.environ.get('SPATIALMIX_CACHE_DIR') or os.path.join(
-      os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'spatialmix_jax')
-  lib_path = os.path.join(cache_dir, f'depthwise_cpu-{key}.so')
+  lib_path = os.path.join(cache.root(), f'depthwise_cpu-{key}.so')
   if not os.path.exists(lib_path):
-    os.makedirs(cache_dir, exist_ok=True)
+    cache_dir = cache.writable_dir()
     # Build under a private name and rename: concurrent processes never load a torn file.
     fd, tmp_path = tempfile.mkstemp(suffix='.so', dir=cache_dir)
     os.close(fd)
@@ -330,6 +330,13 @@ def _build_native():
                                 jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu')
 
 
+def prepare(impl, backend=None):
+  """Builds what `impl` will need before any compute: on CPU, 'auto' and 'native' compile the
+  native kernel now, so that a cache that cannot be written is a one-line error up front."""
+  if impl in ('auto', 'native') and (backend or jax.default_backend()) == 'cpu':
+    native_available()
+
+
 def native_available():
   """Whether the native CPU kernel is built and registered (builds it on first call)."""
   with _native_lock:
@@ -337,6 +344,8 @@ def native_available():
       try:
         _build_native()
         _native_state['ok'] = True
+      except cache.CacheDirError:
+        raise  # the user's to fix (one line naming the variable), not a reason to run slower
       except Exception as e:  # pylint: disable=broad-except
         # Any failure (no compiler, read-only cache, missing headers) just means the
         # pure-XLA implementations are used; the reason stays available for errors.

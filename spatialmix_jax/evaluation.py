@@ -12,6 +12,7 @@ from etils import epath
 
 from spatialmix_jax import attacks
 from spatialmix_jax import checkpointing
+from spatialmix_jax import config_schema
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
 from spatialmix_jax import input_pipeline
@@ -81,20 +82,19 @@ def summary(experiment, state, results, step, wall_time_s):
 
 
 def load_saved_config(workdir):
-  """The config a run was trained with (WORKDIR/config.json) as a configs/base.py ConfigDict."""
-  from configs import base  # pylint: disable=g-import-not-at-top
+  """The config a run was trained with (WORKDIR/config.json) as a schema ConfigDict."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise checkpointing.NoCheckpointError(
         f'No config.json in {workdir!r}: train first with --mode=train and the same --workdir.')
   with open(path) as f:
     saved = json.load(f)
-  config = base.get_config()
+  config = config_schema.get_config()
 
   def fill(target, values, prefix):
     for key, value in values.items():
       if key not in target:
-        logging.warning('Ignoring %s%s of %s: not a field of configs/base.py.', prefix, key, path)
+        logging.warning('Ignoring %s%s of %s: not a field of the config schema.', prefix, key, path)
       elif isinstance(value, dict):
         fill(target[key], value, f'{prefix}{key}.')
       else:

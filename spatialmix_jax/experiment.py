@@ -11,11 +11,15 @@ import numpy as np
 
 from spatialmix_jax import attacks
 from spatialmix_jax import augment
+from spatialmix_jax import config_schema
 from spatialmix_jax import datasets
+from spatialmix_jax import depthwise
 from spatialmix_jax import freezing
 from spatialmix_jax import models
 from spatialmix_jax import objectives
+from spatialmix_jax import optimizers
 from spatialmix_jax import sharding
+from spatialmix_jax import tfds_builders
 from spatialmix_jax import unshuffle
 
 DTYPES = ('float32', 'bfloat16')
@@ -28,32 +32,27 @@ def _require(condition, message):
 
 def validate_config(config):
   """One-line errors for a config that cannot run, before any data or model is touched."""
+  config_schema.check_values(config)
   _require(config.task in objectives.TASKS,
            f'Unknown task {config.task!r}; choose one of {objectives.TASKS}.')
   _require(config.mode in freezing.MODES,
            f'Unknown mode {config.mode!r}; choose one of {freezing.MODES}.')
   _require(config.dtype in DTYPES, f'Unknown dtype {config.dtype!r}; choose one of {DTYPES}.')
-  datasets.get_spec(config.dataset)
+  spec = datasets.get_spec(config.dataset)
   models.validate(config.model)
+  optimizers.validate(config.optimizer)
   is_unshuffle_model = config.model.name == 'unshuffle_convmixer'
   _require(is_unshuffle_model == (config.task == 'unshuffle'),
            f'task {config.task!r} does not go with model {config.model.name!r}: the unshuffle '
            'task needs model.name=unshuffle_convmixer and classification any other model.')
-  _require(config.batch_size > 0 and config.eval_batch_size > 0,
-           'batch_size and eval_batch_size must be positive.')
-  _require(config.num_train_steps > 0 or config.num_epochs > 0,
-           'Set num_train_steps > 0 or num_epochs > 0.')
-  _require(isinstance(config.grad_accum_steps, int) and config.grad_accum_steps >= 1,
-           f'grad_accum_steps must be an integer >= 1, got {config.grad_accum_steps!r}.')
   per_device, uneven = divmod(config.batch_size, jax.device_count())
   _require(uneven or per_device % config.grad_accum_steps == 0,
            f'grad_accum_steps {config.grad_accum_steps} does not divide the per-device batch '
            f'{per_device} (batch_size {config.batch_size} over {jax.device_count()} devices); '
            'pick a divisor of it.')
   augment.validate(config.augment, config.task)
-  _require(config.checkpoint_every_steps > 0, 'checkpoint_every_steps must be > 0.')
-  _require(config.log_every_steps > 0, 'log_every_steps must be > 0.')
   attacks.validate_config(config)
+  models.check_input_size(config.model, _image_shape(config, spec), config.dataset)
 
 
 @dataclasses.dataclass
@@ -98,7 +97,8 @@ def create_experiment(config):
   model = models.create_model(
       config.model, num_classes=spec.num_classes, num_channels=image_shape[-1],
       mean=spec.mean, std=spec.std, dtype=jnp.dtype(config.dtype))
-  builder = datasets.get_builder(config.dataset, config.data_dir)
+  depthwise.prepare(config.model.depthwise_impl)
+  builder = tfds_builders.get_builder(config.dataset, config.data_dir)
   permutation = None
   if config.task == 'unshuffle':
     permutation = unshuffle.pixel_permutation(

@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 
 from spatialmix_jax import augment as augment_lib
 from spatialmix_jax import datasets
+from spatialmix_jax import tfds_builders
 
 
 def _epoch_seed(seed, epoch):
@@ -58,12 +59,12 @@ class TrainData:
     split = tfds.split_for_jax_process(self.spec.train_split, drop_remainder=True)
     if self.config.input.cache:
       if self._cached_split is None:
-        self._cached_split = datasets.load_split(
+        self._cached_split = tfds_builders.load_split(
             self.builder, split, shuffle_files=False, decoders=_decoders(self.spec)).cache()
       return self._cached_split
     read_config = tfds.ReadConfig(shuffle_seed=_epoch_seed(self.config.seed, epoch),
                                   shuffle_reshuffle_each_iteration=False)
-    return datasets.load_split(self.builder, split, shuffle_files=True,
+    return tfds_builders.load_split(self.builder, split, shuffle_files=True,
                                read_config=read_config, decoders=_decoders(self.spec))
 
   def epoch_dataset(self, epoch, skip_batches=0):
@@ -111,7 +112,7 @@ def create_train_data(config, builder, spec):
   local_batch = _check_batch(config.batch_size, 'Global batch_size')
   split = tfds.split_for_jax_process(spec.train_split, drop_remainder=True)
   num_local = _num_examples(
-      datasets.load_split(builder, split, shuffle_files=False, decoders=_decoders(spec)))
+      tfds_builders.load_split(builder, split, shuffle_files=False, decoders=_decoders(spec)))
   steps_per_epoch = num_local // local_batch
   if steps_per_epoch == 0:
     raise ValueError(
@@ -156,7 +157,7 @@ class EvalData:
 def create_eval_data(config, builder, spec, max_examples=-1):
   local_batch = _check_batch(config.eval_batch_size, 'Global eval_batch_size')
   split = tfds.split_for_jax_process(spec.test_split, drop_remainder=False)
-  ds = datasets.load_split(builder, split, shuffle_files=False, decoders=_decoders(spec))
+  ds = tfds_builders.load_split(builder, split, shuffle_files=False, decoders=_decoders(spec))
   if max_examples > 0:
     ds = ds.take(max(1, max_examples // jax.process_count()))
   num_local = _num_examples(ds)

@@ -56,6 +56,14 @@ def validate(model_config):
     resnet.blocks_per_stage(mc.depth, imagenet=mc.name.endswith('imagenet'))
 
 
+def check_input_size(model_config, image_shape, dataset):
+  """A ConvMixer's patch must fit inside the image: a larger one leaves no patch at all."""
+  height, width = image_shape[:2]
+  if 'convmixer' in model_config.name and model_config.patch_size > min(height, width):
+    raise ValueError(f'model.patch_size {model_config.patch_size} is larger than the '
+                     f'{height}×{width} images of {dataset}; use at most {min(height, width)}.')
+
+
 def create_model(model_config, *, num_classes, num_channels, mean, std, dtype=jnp.float32):
   """Returns the Linen module for `model_config` (= `config.model`).
 

@@ -12,6 +12,15 @@ SCHEDULES = ('warmup_cosine', 'onecycle', 'piecewise_onecycle', 'constant')
 OPTIMIZERS = ('adamw', 'sgd')
 
 
+def validate(opt_config):
+  """One-line errors for an unknown optimizer or schedule (value ranges: config_schema)."""
+  if opt_config.name not in OPTIMIZERS:
+    raise ValueError(f'Unknown optimizer.name {opt_config.name!r}; choose one of {OPTIMIZERS}.')
+  if opt_config.schedule not in SCHEDULES:
+    raise ValueError(f'Unknown optimizer.schedule {opt_config.schedule!r}; choose one of '
+                     f'{SCHEDULES}.')
+
+
 def create_schedule(opt_config, total_steps, steps_per_epoch):
   peak = opt_config.learning_rate
   name = opt_config.schedule

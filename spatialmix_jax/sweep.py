@@ -18,23 +18,13 @@ its checkpoint, so rerunning the same command finishes the grid.
 """
 
 import copy
-import glob
+import functools
 import itertools
 import json
 import os
 import sys
 
 from absl import logging
-
-SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          'configs', 'sweeps')
-
-
-def available_grids():
-  return sorted(os.path.splitext(os.path.basename(p))[0]
-                for p in glob.glob(os.path.join(SWEEPS_DIR, '*.py'))
-                if not os.path.basename(p).startswith('_'))
-
 
 def set_field(config, dotted, value):
   """config.a.b = value for 'a.b', a one-line error naming the valid fields otherwise."""
@@ -130,13 +120,7 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   try:
-    try:
-      grid = FLAGS.config
-      grid.get('axes')  # a config file that failed to load raises here
-    except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f'Cannot load grid config {FLAGS["config"].config_filename!r} '
-                       f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); '
-                       f'available grids: {available_grids()}.') from None
+    grid = FLAGS.config
     if FLAGS.dry_run:
       for name, _, overrides in cells(grid):
         print(name, json.dumps(overrides, default=str))
@@ -149,21 +133,6 @@ def main(argv):
   print(json.dumps(status, indent=1))
 
 
-def parse_flags(argv):
-  """absl's parser, with a bad grid variant or override as one line instead of a traceback."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:  # the grid's get_config raised: its last line says why
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    print(f'error: {lines[-1] if lines else type(e).__name__}', file=sys.stderr)
-    sys.exit(2)
-  except (AttributeError, KeyError) as e:  # an override of a field the grid does not have
-    message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", '').split()).strip('\'"')
-    print(f'error: unknown config field in an override: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -174,4 +143,5 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', None, 'A grid config under configs/sweeps/.',
                                   lock_config=True)
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main, flags_parser=parse_flags)
+  from spatialmix_jax import cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=functools.partial(cli.parse_flags, kind='grid config'))

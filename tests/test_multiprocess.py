@@ -30,17 +30,17 @@ _FLAGS = ['--config=configs/default.py', '--config.model.width=8', '--config.mod
 
 _DRIVER = textwrap.dedent('''
     """Runs main.py's main() with TrainData.iterate recording (worker) or replaying (reference)."""
-    import glob, json, os, sys, time
+    import glob, json, os, sys
     import numpy as np
     sys.path.insert(0, os.getcwd())
     from absl import app
     import main
-    from spatialmix_jax import datasets, input_pipeline
+    from spatialmix_jax import input_pipeline, tfds_builders
 
     role, out = sys.argv[1], sys.argv[2]
     sys.argv = ['main.py'] + sys.argv[3:]
     original_iterate = input_pipeline.TrainData.iterate
-    original_load_split = datasets.load_split
+    original_load_split = tfds_builders.load_split
 
     def recording_iterate(self, start_step=0):
       import jax
@@ -69,14 +69,7 @@ _DRIVER = textwrap.dedent('''
 
     if role == 'worker':
       input_pipeline.TrainData.iterate = recording_iterate
-      datasets.load_split = recording_load_split
-      # Two processes on one machine share the digits cache: prepare it once, not racing.
-      ready = os.path.join(out, 'digits_ready')
-      if '--process_id=0' in sys.argv:
-        datasets.get_builder('digits')
-        open(ready, 'w').close()
-      while not os.path.exists(ready):
-        time.sleep(0.2)
+      tfds_builders.load_split = recording_load_split
     else:
       input_pipeline.TrainData.iterate = replaying_iterate
     app.run(main.main)

@@ -15,7 +15,9 @@ from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import report
 from spatialmix_jax import sweep
 
-GRIDS = sweep.available_grids()
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRIDS = sorted(name[:-3] for name in os.listdir(os.path.join(REPO_ROOT, 'configs', 'sweeps'))
+               if name.endswith('.py') and not name.startswith('_'))
 # Paper grids take '' (paper scale) or 'small'; a grid module may name its own variants.
 GRID_VARIANTS = [
     (name, variant) for name in GRIDS

@@ -9,11 +9,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from spatialmix_jax import checkpointing
-from spatialmix_jax import datasets
 from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import input_pipeline
 from spatialmix_jax import sweep
+from spatialmix_jax import tfds_builders
 from spatialmix_jax import train
 from spatialmix_jax import train_state
 
@@ -102,7 +102,7 @@ def test_bad_config_is_a_one_line_error(tiny_config, field, value, match):
 def test_unprepared_dataset_is_a_one_line_error(tiny_config, tmp_path):
   tiny_config.dataset = 'cifar10'
   tiny_config.data_dir = str(tmp_path)
-  with pytest.raises(datasets.DatasetNotPreparedError, match='tfds build cifar10'):
+  with pytest.raises(tfds_builders.DatasetNotPreparedError, match='tfds build cifar10'):
     train.train_and_evaluate(tiny_config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work').exists()
 

@@ -1,23 +1,33 @@
 """Trains or evaluates a spatialmix-jax config.
 
   python main.py --config=configs/default.py --workdir=/tmp/digits
-  python main.py --config=configs/default.py --workdir=/tmp/digits --mode=eval
+  python main.py --config=configs/default.py --workdir=/tmp/digits --job=eval
   python main.py --config=configs/convmixer_cifar10.py --config.mode=space --workdir=...
+
+`--job` is what to do with the workdir (train, which resumes it, or eval); `--config.mode` is
+which mixers the model learns (full, chans, space).
 """
 
 import logging as std_logging
 import os
 
+# TensorFlow only feeds data; its C++ start-up notes (oneDNN, CPU features) are not the user's
+# business.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from spatialmix_jax import cli
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and results.json.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes the workdir) or eval.')
+flags.DEFINE_enum('job', 'train', ['train', 'eval'],
+                  'train (resumes the workdir) or eval (its newest checkpoint).')
 flags.DEFINE_enum('distributed', 'auto', ['auto', 'yes', 'no'],
                   'Call jax.distributed.initialize(): auto does on a multi-host TPU slice or '
                   'when --num_processes > 1.')
@@ -45,6 +55,12 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}: every setting is a --flag or a --config.FIELD.')
   logging.get_absl_logger().addFilter(_QuietLibraries())
+  from spatialmix_jax import experiment  # pylint: disable=g-import-not-at-top
+  try:
+    # A value that cannot work is the user's to fix: one line, before anything else is done.
+    experiment.validate_config(FLAGS.config)
+  except ValueError as e:
+    cli.fail(e)
   # TensorFlow only feeds data: keep it off the accelerators JAX owns.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
@@ -56,16 +72,14 @@ def main(argv):
   if wants_distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.default_backend())
+
   from spatialmix_jax import evaluation  # pylint: disable=g-import-not-at-top
-  from spatialmix_jax import experiment  # pylint: disable=g-import-not-at-top
   from spatialmix_jax import train  # pylint: disable=g-import-not-at-top
   try:
-    # A value that cannot work is the user's to fix: one line, before anything else is said.
-    experiment.validate_config(FLAGS.config)
-    logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
-                 jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 jax.device_count(), jax.default_backend())
-    if FLAGS.mode == 'train':
+    if FLAGS.job == 'train':
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       evaluation.evaluate(FLAGS.config, FLAGS.workdir)

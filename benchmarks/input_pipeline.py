@@ -33,8 +33,8 @@ from configs import convmixer_imagenet
 from configs import default
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import input_pipeline
-from spatialmix_jax import train
 from spatialmix_jax import train_state
+from spatialmix_jax import train_step
 
 _DATA_DIR = flags.DEFINE_string('data_dir', '/work/shared/tensorflow_datasets',
                                 'Folder with prepared TFDS cifar10.')
@@ -46,7 +46,7 @@ _OUTPUT = flags.DEFINE_string(
 
 def _time_pipeline(config, threads, num_batches):
   experiment = experiment_lib.create_experiment(config)
-  data = input_pipeline.create_train_data(config, experiment.builder, experiment.spec)
+  data = input_pipeline.create_train_data(experiment)
   options = tf.data.Options()
   if threads:
     options.threading.private_threadpool_size = threads
@@ -88,7 +88,7 @@ def _train_step_rate(num_steps=5, batch_size=128):
     experiment = experiment_lib.create_experiment(config)
   tx, _ = train_state.create_optimizer(experiment, 1000, 100)
   state = jax.jit(lambda: train_state.init_state(experiment, tx))()
-  step = train.compile_train_step(experiment, tx)
+  step = train_step.compile_train_step(experiment, tx)
   rng = np.random.default_rng(0)
   batch = {'image': rng.uniform(size=(batch_size, 32, 32, 3)).astype(np.float32),
            'label': rng.integers(0, 10, batch_size).astype(np.int32)}

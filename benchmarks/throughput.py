@@ -3,7 +3,7 @@
   python benchmarks/throughput.py [--quick] [--batch 64] [--threads 2] --out FILE.json
 
 One row per (model, mode, framework/impl): images/s and step time (median over timed steps
-after warm-up) of the project's real train step (`train.compile_train_step`: AdamW, frozen
+after warm-up) of the project's real train step (`train_step.compile_train_step`: AdamW, frozen
 collections never differentiated), on one fixed random batch already on the device, so no
 input pipeline is included. PyTorch rows (`benchmarks/torch_models.py`, channels_last,
 AdamW, frozen parts requires_grad=False) run in the same process on the same cores.
@@ -53,12 +53,13 @@ from configs import convmixer_cifar10
 from configs import resnet_cifar10
 from spatialmix_jax import datasets
 from spatialmix_jax import depthwise
+from spatialmix_jax import depthwise_native
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
 from spatialmix_jax import models
 from spatialmix_jax import sharding
-from spatialmix_jax import train
 from spatialmix_jax import train_state
+from spatialmix_jax import train_step
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # name: (recipe config module, model overrides)
@@ -190,20 +191,8 @@ def make_config(model, mode, impl, batch, dtype):
 
 
 def build_experiment(config):
-  """`experiment.create_experiment` without a dataset builder: the benchmark reads no data."""
-  experiment_lib.validate_config(config)
-  spec = datasets.get_spec(config.dataset)
-  image_shape = tuple(spec.image_shape)
-  model = models.create_model(
-      config.model, num_classes=spec.num_classes, num_channels=image_shape[-1],
-      mean=spec.mean, std=spec.std, dtype=jnp.dtype(config.dtype))
-  experiment = experiment_lib.Experiment(config, spec, None, model, sharding.create_mesh(),
-                                         image_shape, (), ())
-  shapes = jax.eval_shape(experiment.init_variables)
-  experiment.collections = tuple(sorted(c for c in shapes if c != 'batch_stats'))
-  experiment.frozen = freezing.frozen_collections(
-      config.mode, experiment.collections, config.frozen_collections)
-  return experiment
+  """The run's `Experiment`: it holds no data, so the benchmark reads none."""
+  return experiment_lib.create_experiment(config)
 
 
 def random_batch(spec, batch, seed=0):
@@ -221,7 +210,7 @@ def compiled_step(experiment, batch_np):
   batch = sharding.global_batch(batch_np, experiment.mesh)
   start = time.perf_counter()
   # Compiling once and calling the executable keeps the costed program the timed one.
-  compiled = train.compile_train_step(experiment, tx).lower(state, batch).compile()
+  compiled = train_step.compile_train_step(experiment, tx).lower(state, batch).compile()
   return compiled, state, batch, time.perf_counter() - start
 
 
@@ -409,7 +398,7 @@ def _cpu_model():
 
 def _available_impls(backend, requested):
   """The impls to time; 'native' is dropped from the default list where it cannot run."""
-  native_ok = backend == 'cpu' and depthwise.native_available()
+  native_ok = backend == 'cpu' and depthwise_native.available()
   if requested is None:
     return ('auto',) + tuple(i for i in depthwise.IMPLS if i != 'native' or native_ok)
   if 'native' in requested and not native_ok:

@@ -7,7 +7,7 @@ Layer for layer they compute what the Linen models compute:
 * 'SAME' padding as lax pads it (for even kernels or stride 2 the extra row/column goes at
   the end; `Depthwise` pads explicitly when the padding is asymmetric).
 * Input normalisation inside the model; exact GELU; BatchNorm momentum 0.1, eps 1e-5.
-* PyTorch's default init, which is the JAX models' `init='torch'` scheme: weights and
+* PyTorch's default init, which is the JAX models' `init_scheme='torch'`: weights and
   biases U(±1/sqrt(fan_in)), BatchNorm scale 1 and offset 0.
 
 Each parameter belongs to the collection its JAX counterpart lives in (`collection_of`):
@@ -200,8 +200,8 @@ def create_model(model_config, *, num_classes, num_channels, mean, std):
   mc = model_config
   if mc.name not in MODEL_NAMES:
     raise ValueError(f'No PyTorch twin of model {mc.name!r}; choose one of {MODEL_NAMES}.')
-  if mc.init != 'torch' or mc.spatial_init != 'random':
-    raise ValueError("PyTorch twins use PyTorch's default init: set model.init='torch' and "
+  if mc.init_scheme != 'torch' or mc.spatial_init != 'random':
+    raise ValueError("PyTorch twins use PyTorch's default init: set model.init_scheme='torch' and "
                      "model.spatial_init='random'.")
   if mc.name == 'convmixer':
     return ConvMixer(mc.width, mc.depth, mc.kernel_size, mc.patch_size, num_classes,

@@ -32,7 +32,7 @@ def get_config():
   config.model.kernel_size = 8
   config.model.patch_size = 1
   config.model.act = 'gelu'
-  config.model.init = 'torch'
+  config.model.init_scheme = 'torch'
   config.dtype = 'bfloat16'  # torch.cuda.amp autocast
   config.batch_size = 512
   config.grad_accum_steps = 1

@@ -53,7 +53,7 @@ def get_config(preset=''):
   config.model.update(PRESETS[preset])
   # The released ConvMixer-768/32 used ReLU (README: "uses ReLU instead of GELU").
   config.model.act = 'relu' if preset == '768_32' else 'gelu'
-  config.model.init = 'torch'  # PyTorch's default Conv2d/Linear init (no custom init)
+  config.model.init_scheme = 'torch'  # PyTorch's default Conv2d/Linear init (no custom init)
   config.dtype = 'bfloat16'  # --amp
   config.batch_size = 640  # -b 64 on each of 10 GPUs
   config.grad_accum_steps = 1

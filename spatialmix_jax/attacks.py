@@ -4,6 +4,13 @@ Images are NHWC in [0, 1]; ε is in the same pixel units (configs give it in uni
 Every adversarial image stays in the ε-ball around the clean image and in [0, 1]. Attacks run
 the model with BatchNorm in eval mode (running statistics), as the test metrics do, except
 FGSM adversarial *training*, which attacks the train-mode network it is about to update.
+
+PGD variants (`eval.pgd_variant`):
+  paper: the paper's eq. 4 iterated k times (`eval.pgd_steps`), each step of size ε followed by
+         the projection onto the ε-ball and [0, 1], from the clean image: the paper states no
+         random start and no smaller step.
+  madry: Madry et al.'s PGD: a uniform random start in the ε-ball, steps of 2.5ε/k.
+`eval.pgd_step_size` > 0 (in 1/255) replaces the variant's step size.
 """
 
 import functools
@@ -11,12 +18,13 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from spatialmix_jax import objectives
-from spatialmix_jax import sharding
+from spatialmix_jax import eval_loop
+from spatialmix_jax import plotting
+from spatialmix_jax import tasks
 
-ATTACKS = ('fgsm', 'pgd')
+ATTACKS = tasks.ATTACKS
+PGD_VARIANTS = ('paper', 'madry')
 
 
 def parse_attacks(spec):
@@ -48,19 +56,18 @@ def check_epsilon(label, field):
                      'use a value in [0, 255].')
 
 
-def validate_config(config):
+def validate_config(config, task_class):
   """One-line errors for attack and adversarial-training settings, before any compute."""
   attacks = parse_attacks(config.eval.attacks)
   if attacks or config.adversarial_training.enabled:
-    if config.task != 'classification':
-      raise ValueError(f'Attacks and adversarial training need task classification, got '
-                       f'{config.task!r}; clear eval.attacks / adversarial_training.enabled.')
+    if not task_class.attacks:
+      raise ValueError(f'Task {config.task!r} allows no attacks and no adversarial training; '
+                       'clear eval.attacks / adversarial_training.enabled.')
+  if config.eval.pgd_variant not in PGD_VARIANTS:
+    raise ValueError(f'Unknown eval.pgd_variant {config.eval.pgd_variant!r}; choose one of '
+                     f'{PGD_VARIANTS}.')
   if attacks:
     parse_epsilons(config.eval.epsilons)
-    if config.eval.pgd_steps < 1:
-      raise ValueError(f'eval.pgd_steps must be >= 1, got {config.eval.pgd_steps}.')
-    if config.eval.pgd_step_size < 0:
-      raise ValueError(f'eval.pgd_step_size must be >= 0, got {config.eval.pgd_step_size}.')
   if config.adversarial_training.enabled:
     check_epsilon(config.adversarial_training.epsilon, 'adversarial_training.epsilon')
 
@@ -93,7 +100,9 @@ def pgd(loss_fn, images, epsilon, *, steps, step_size, key=None):
 def pgd_step_size(eval_config, epsilon):
   if eval_config.pgd_step_size > 0:
     return eval_config.pgd_step_size / 255.0
-  return 2.5 * epsilon / eval_config.pgd_steps
+  if eval_config.pgd_variant == 'madry':
+    return 2.5 * epsilon / eval_config.pgd_steps
+  return epsilon
 
 
 def classification_loss(experiment, variables, targets, train=False):
@@ -103,7 +112,7 @@ def classification_loss(experiment, variables, targets, train=False):
       outputs, _ = experiment.model.apply(variables, images, train=True, mutable=['batch_stats'])
     else:
       outputs = experiment.model.apply(variables, images, train=False)
-    loss, _ = experiment.per_example(outputs, targets, training=False)
+    loss, _ = experiment.task.per_example(outputs, targets, training=False)
     return jnp.sum(loss)
   return loss_fn
 
@@ -116,43 +125,33 @@ def adversarial_images(experiment, variables, images, targets, attack, epsilon, 
   eval_config = experiment.config.eval
   return pgd(loss_fn, images, epsilon, steps=eval_config.pgd_steps,
              step_size=pgd_step_size(eval_config, epsilon),
-             key=key if eval_config.pgd_random_start else None)
+             key=key if eval_config.pgd_variant == 'madry' else None)
 
 
-def attack_eval_step(variables, batch, epsilon, key, *, experiment, attack):
-  """evaluation.eval_step on attacked images: masked metric sums of the batch."""
-  images, targets = experiment.model_inputs_and_targets(batch)
+def attack_eval_step(variables, batch, index, epsilon, *, experiment, attack):
+  """eval_loop.eval_step on attacked images: masked metric sums of the batch."""
+  images, targets = experiment.task.inputs_and_targets(batch)
+  # The random start depends on (seed, batch), never on the ε being tried.
+  key = jax.random.fold_in(jax.random.PRNGKey(experiment.config.seed), index)
   adversarial = adversarial_images(experiment, variables, images, targets, attack, epsilon, key)
   outputs = experiment.model.apply(variables, adversarial, train=False)
-  loss, metrics = experiment.per_example(outputs, targets, training=False)
-  return objectives.summed(loss, metrics, batch['mask'])
-
-
-def compile_attack_step(experiment, attack):
-  """ε and the key are arguments, so one compilation serves every ε."""
-  repl = sharding.replicated(experiment.mesh)
-  return jax.jit(functools.partial(attack_eval_step, experiment=experiment, attack=attack),
-                 in_shardings=(repl, sharding.batch_sharded(experiment.mesh), repl, repl),
-                 out_shardings=repl)
+  loss, metrics = experiment.task.per_example(outputs, targets, training=False)
+  return tasks.summed(loss, metrics, batch['mask'])
 
 
 def evaluate_attacks(experiment, variables, eval_data):
   """{attack: {ε label (1/255 units, as a string): accuracy}} over the whole eval split."""
   config = experiment.config
-  epsilons = parse_epsilons(config.eval.epsilons)
   results = {}
   for attack in parse_attacks(config.eval.attacks):
-    step = compile_attack_step(experiment, attack)
+    # ε is an argument, so one compilation serves every ε.
+    step = eval_loop.compile_step(
+        functools.partial(attack_eval_step, experiment=experiment, attack=attack),
+        experiment.mesh, num_replicated_extra_args=1)
     results[attack] = {}
-    for label, epsilon in epsilons:
-      totals = None
-      for index, local_batch in enumerate(eval_data.iterate()):
-        # The random start depends on (seed, batch), never on the ε being tried.
-        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
-        sums = step(variables, sharding.global_batch(local_batch, experiment.mesh),
-                    jnp.float32(epsilon), key)
-        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-      results[attack][_label(label)] = objectives.averaged(jax.device_get(totals))['accuracy']
+    for label, epsilon in parse_epsilons(config.eval.epsilons):
+      means = eval_loop.run(step, variables, eval_data, experiment.mesh, jnp.float32(epsilon))
+      results[attack][_label(label)] = means['accuracy']
   return results
 
 
@@ -162,9 +161,7 @@ def _label(value):
 
 def plot_robustness(robustness, path, title=None):
   """Accuracy vs ε (units of 1/255), one line per attack, to a PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   fig, ax = plt.subplots(figsize=(4.5, 3.2))
   for attack, per_eps in robustness.items():
     eps = sorted(per_eps, key=float)

@@ -127,6 +127,9 @@ def load_config_file(spec, flag_name='config', kind='config'):
 
 def check_command_line(argv, flag_name='config', kind='config'):
   """ConfigError for a bad config file or an override of a field the config does not have."""
+  if _flag_value(argv, 'mode') is not None:
+    raise ConfigError('--mode is not a flag: --job=train|eval says what to do with the workdir, '
+                      '--config.mode=full|chans|space which mixers the model learns.')
   spec = _flag_value(argv, flag_name)
   if spec is None:
     raise ConfigError(f'--{flag_name} is required: e.g. --{flag_name}=configs/default.py.')

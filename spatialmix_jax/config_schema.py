@@ -48,7 +48,7 @@ def get_config():
   # Family of the depthwise (spatial) kernels: random | same | box | identity | smooth.
   config.model.spatial_init = 'random'
   config.model.smooth_sigma = 1.0  # Gaussian low-pass strength of `smooth`, in pixels
-  config.model.init = 'torch'  # torch: U(±1/sqrt(fan_in)) as in PyTorch; flax: lecun normal
+  config.model.init_scheme = 'torch'  # torch: U(±1/sqrt(fan_in)) as in PyTorch; flax: lecun normal
   config.model.depthwise_impl = 'auto'  # auto | xla | shift | fft
 
   config.optimizer = ml_collections.ConfigDict()
@@ -101,14 +101,15 @@ def get_config():
   config.eval_every_steps = 0  # 0: evaluate only at the end
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
-  config.eval_step = -1  # --mode=eval restores this step; -1: the latest
+  config.eval_step = -1  # --job=eval restores this step; -1: the latest
 
   config.eval = ml_collections.ConfigDict()
   config.eval.attacks = ''  # comma-separated: fgsm, pgd
   config.eval.epsilons = '0,0.5,1,2,4,8'  # in units of 1/255
   config.eval.pgd_steps = 2
-  config.eval.pgd_step_size = 0.0  # 0: 2.5 * epsilon / steps
-  config.eval.pgd_random_start = True
+  # paper: eq. 4 iterated, step ε, from the clean image; madry: random start, step 2.5ε/steps.
+  config.eval.pgd_variant = 'paper'
+  config.eval.pgd_step_size = 0.0  # in 1/255; 0: the variant's step
   config.eval.max_examples = -1  # -1: the whole test split
 
   config.adversarial_training = ml_collections.ConfigDict()
@@ -161,7 +162,7 @@ _RANGES = (
     ('eval.max_examples', True, ((lambda v: v == -1 or v >= 1),
                                  '>= 1, or -1 for the whole test split')),
     ('eval.pgd_steps', True, _at_least(1)),
-    ('eval.pgd_step_size', False, ((lambda v: v >= 0), '>= 0 (0: the default step)')),
+    ('eval.pgd_step_size', False, ((lambda v: v >= 0), """>= 0 (0: the variant's step)""")),
     ('unshuffle.permutation_seed', True, _at_least(0)),
 )
 

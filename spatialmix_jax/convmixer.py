@@ -6,7 +6,7 @@ stem (`stem`) are mixers; see `layers.py` for the collections.
 """
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -26,7 +26,11 @@ PRESETS = {
 
 
 class ConvMixer(nn.Module):
-  """Classifier of NHWC images in [0, 1]; returns float32 logits (N, num_classes)."""
+  """Classifier of NHWC images in [0, 1]; returns float32 logits (N, num_classes).
+
+  `depthwise` and `pointwise` are layer partials carrying the mixers' settings (filter
+  family, init scheme, implementation, dtype): `models.create_model` builds them.
+  """
   width: int
   depth: int
   kernel_size: int = 9
@@ -35,11 +39,10 @@ class ConvMixer(nn.Module):
   act: str = 'gelu'
   mean: Sequence[float] = (0.0,)
   std: Sequence[float] = (1.0,)
-  spatial_init: str = 'random'
-  smooth_sigma: float = 1.0
   init_scheme: str = 'torch'
-  depthwise_impl: str = 'auto'
   dtype: Any = jnp.float32
+  depthwise: Callable[..., nn.Module] = layers.DepthwiseConv
+  pointwise: Callable[..., nn.Module] = layers.PointwiseConv
 
   def mix(self, x, train):
     """Normalisation, stem and mixer blocks; called from a compact `__call__`."""
@@ -48,12 +51,8 @@ class ConvMixer(nn.Module):
     x = layers.normalize(x.astype(jnp.float32), self.mean, self.std)
     x = norm()(act(layers.PatchStem(self.width, self.patch_size, self.init_scheme, self.dtype)(x)))
     for _ in range(self.depth):
-      x = x + norm()(act(layers.DepthwiseConv(
-          1, self.kernel_size, use_bias=True, spatial_init=self.spatial_init,
-          smooth_sigma=self.smooth_sigma, init_scheme=self.init_scheme, impl=self.depthwise_impl,
-          dtype=self.dtype)(x)))
-      x = norm()(act(layers.PointwiseConv(
-          self.width, init_scheme=self.init_scheme, dtype=self.dtype)(x)))
+      x = x + norm()(act(self.depthwise(kernel_size=self.kernel_size, use_bias=True)(x)))
+      x = norm()(act(self.pointwise(self.width)(x)))
     return x
 
   @nn.compact

@@ -15,29 +15,22 @@ Implementations (all agree with 'xla' in value and in both gradients):
            scanned over batch chunks so each chunk's working set stays in L2.
 * 'fft':   pointwise products of rfft2 spectra; its cost does not grow with k, so it
            pays off for large kernels. Plain autodiff.
-* 'native': CPU only. A C++ kernel (csrc/depthwise_cpu.cc) behind `jax.ffi`, compiled with
-           the system C++ compiler on first use into a cache directory. Where that fails
-           (no compiler, no headers, non-CPU backend) 'auto' never picks it and asking
-           for it explicitly raises with the compiler's message.
+* 'native': CPU only. A C++ kernel (csrc/depthwise_cpu.cc) behind `jax.ffi`
+           (`depthwise_native.py`), compiled with the system C++ compiler on first use into
+           the project's cache folder. Where that fails (no compiler, no headers,
+           non-CPU backend) 'auto' never picks it and asking for it explicitly raises with
+           the compiler's message.
 
 Arithmetic is float32 whatever the input dtype; the result has the inputs' dtype.
 """
 
-import ctypes
 import functools
-import hashlib
-import logging
-import os
-import platform
-import subprocess
-import tempfile
-import threading
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 
-from spatialmix_jax import cache
+from spatialmix_jax import depthwise_native
 
 IMPLS = ('xla', 'shift', 'fft', 'native')
 
@@ -56,8 +49,8 @@ def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None):
   if impl == 'native':
     if backend not in (None, 'cpu'):
       raise ValueError(f"depthwise_impl 'native' is CPU-only; backend is {backend!r}.")
-    if not native_available():
-      raise RuntimeError(f"depthwise_impl 'native' is unavailable: {_native_error()}")
+    if not depthwise_native.available():
+      raise RuntimeError(f"depthwise_impl 'native' is unavailable: {depthwise_native.error()}")
   return impl
 
 
@@ -93,7 +86,7 @@ def _auto_impl(x_shape, kernel_shape, backend):
     return 'xla'
   timings = _CPU_FWD_BWD_MS[_cpu_regime(kernel_shape, x_shape)]
   candidates = [i for i in IMPLS if timings.get(i) is not None]
-  if 'native' in candidates and not native_available():
+  if 'native' in candidates and not depthwise_native.available():
     candidates.remove('native')
   return min(candidates, key=timings.get)
 
@@ -273,131 +266,11 @@ def _fft_depthwise(x, kernel, stride):
   return y.reshape(n, out_h, out_w, c * d).astype(jnp.result_type(x, kernel))
 
 
-# ---------------------------------------------------------------------------------------
-# Native CPU kernel.
-
-_NATIVE_SOURCE = os.path.join(os.path.dirname(__file__), 'csrc', 'depthwise_cpu.cc')
-_NATIVE_TARGETS = {
-    'fwd': 'SpatialmixDepthwiseFwd',
-    'bwd_input': 'SpatialmixDepthwiseBwdInput',
-    'bwd_kernel': 'SpatialmixDepthwiseBwdKernel',
-}
-_native_lock = threading.Lock()
-_native_state = {}  # 'ok': bool, 'error': str
-
-
-def _cpu_signature():
-  # -march=native code must not be reused by a different CPU sharing the cache directory.
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next((line for line in f if line.startswith('flags')), '')
-  except OSError:
-    return platform.processor()
-
-
-def _build_native():
-  """Compiles the kernel (or reuses the cached build) and registers its FFI targets."""
-  if os.environ.get('SPATIALMIX_NO_NATIVE'):
-    raise RuntimeError('disabled by SPATIALMIX_NO_NATIVE')
-  if platform.system() != 'Linux':
-    raise RuntimeError('only built on Linux')
-  with open(_NATIVE_SOURCE, 'rb') as f:
-    source = f.read()
-  compiler = os.environ.get('CXX', 'g++')
-  flags = ['-std=c++20', '-O3', '-march=native', '-shared', '-fPIC', '-w',
-           '-I', jax.ffi.include_dir()]
-  key = hashlib.sha256(b'\0'.join(
-      [source, compiler.encode(), ' '.join(flags).encode(), jax.__version__.encode(),
-       _cpu_signature().encode()])).hexdigest()[:16]
-  lib_path = os.path.join(cache.root(), f'depthwise_cpu-{key}.so')
-  if not os.path.exists(lib_path):
-    cache_dir = cache.writable_dir()
-    # Build under a private name and rename: concurrent processes never load a torn file.
-    fd, tmp_path = tempfile.mkstemp(suffix='.so', dir=cache_dir)
-    os.close(fd)
-    try:
-      proc = subprocess.run([compiler, *flags, _NATIVE_SOURCE, '-o', tmp_path],
-                            capture_output=True, text=True, timeout=300, check=False)
-      if proc.returncode:
-        raise RuntimeError(f'{compiler} failed: {proc.stderr.strip()[-2000:]}')
-      os.replace(tmp_path, lib_path)
-    finally:
-      if os.path.exists(tmp_path):
-        os.unlink(tmp_path)
-  lib = ctypes.cdll.LoadLibrary(lib_path)
-  for name, symbol in _NATIVE_TARGETS.items():
-    jax.ffi.register_ffi_target(f'spatialmix_depthwise_{name}',
-                                jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu')
-
-
 def prepare(impl, backend=None):
   """Builds what `impl` will need before any compute: on CPU, 'auto' and 'native' compile the
   native kernel now, so that a cache that cannot be written is a one-line error up front."""
   if impl in ('auto', 'native') and (backend or jax.default_backend()) == 'cpu':
-    native_available()
-
-
-def native_available():
-  """Whether the native CPU kernel is built and registered (builds it on first call)."""
-  with _native_lock:
-    if 'ok' not in _native_state:
-      try:
-        _build_native()
-        _native_state['ok'] = True
-      except cache.CacheDirError:
-        raise  # the user's to fix (one line naming the variable), not a reason to run slower
-      except Exception as e:  # pylint: disable=broad-except
-        # Any failure (no compiler, read-only cache, missing headers) just means the
-        # pure-XLA implementations are used; the reason stays available for errors.
-        _native_state.update(ok=False, error=f'{type(e).__name__}: {e}')
-        logging.info('Native depthwise kernel unavailable: %s', _native_state['error'])
-    return _native_state['ok']
-
-
-def _native_error():
-  return _native_state.get('error', '')
-
-
-def _native_call(name, out_shape, a, b, stride, pad_h, pad_w):
-  return jax.ffi.ffi_call(
-      f'spatialmix_depthwise_{name}', jax.ShapeDtypeStruct(out_shape, jnp.float32),
-      vmap_method='sequential')(a, b, stride=stride, pad_h=pad_h, pad_w=pad_w)
-
-
-def _native_geometry(x, kernel, stride):
-  n, h, wd, _ = x.shape
-  out_h, lo_h, _ = _same_pads(h, kernel.shape[0], stride)
-  out_w, lo_w, _ = _same_pads(wd, kernel.shape[1], stride)
-  return (n, out_h, out_w, kernel.shape[-1]), lo_h, lo_w
-
-
-def _flat_kernel(kernel):
-  return kernel.astype(jnp.float32).reshape(*kernel.shape[:2], kernel.shape[-1])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _native_depthwise(x, kernel, stride):
-  out_shape, lo_h, lo_w = _native_geometry(x, kernel, stride)
-  y = _native_call('fwd', out_shape, x.astype(jnp.float32), _flat_kernel(kernel), stride,
-                   lo_h, lo_w)
-  return y.astype(jnp.result_type(x, kernel))
-
-
-def _native_depthwise_fwd(x, kernel, stride):
-  return _native_depthwise(x, kernel, stride), (x, kernel)
-
-
-def _native_depthwise_bwd(stride, res, g):
-  x, kernel = res
-  _, lo_h, lo_w = _native_geometry(x, kernel, stride)
-  x32, w, g = x.astype(jnp.float32), _flat_kernel(kernel), g.astype(jnp.float32)
-  dx = _native_call('bwd_input', x.shape, g, w, stride, lo_h, lo_w)
-  # Unused (frozen kernel) -> XLA drops this call: FFI calls here have no side effects.
-  dw = _native_call('bwd_kernel', w.shape, x32, g, stride, lo_h, lo_w)
-  return dx.astype(x.dtype), dw.reshape(kernel.shape).astype(kernel.dtype)
-
-
-_native_depthwise.defvjp(_native_depthwise_fwd, _native_depthwise_bwd)
+    depthwise_native.available()
 
 
 def _xla_depthwise(x, kernel, stride):
@@ -421,5 +294,8 @@ def depthwise_conv(x, kernel, *, stride=1, impl='auto'):
   if impl == 'fft':
     return _fft_depthwise(x, kernel, int(stride))
   if impl == 'native':
-    return _native_depthwise(x, kernel, int(stride))
+    _, h, wd, _ = x.shape
+    out_h, lo_h, _ = _same_pads(h, k_h, stride)
+    out_w, lo_w, _ = _same_pads(wd, k_w, stride)
+    return depthwise_native.depthwise(x, kernel, int(stride), (out_h, out_w), (lo_h, lo_w))
   return _xla_depthwise(x, kernel, stride)

@@ -1,42 +1,28 @@
-"""Exact evaluation (every test example once, padding masked out) and `main.py --mode=eval`."""
+"""Evaluation of a trained run: `main.py --job=eval` restores a checkpoint of a workdir,
+evaluates it exactly (every test example once, `eval_loop.py`), under attack when asked
+(`attacks.py`), and writes WORKDIR/eval.json; `summary` is the record shared with
+results.json."""
 
-import functools
 import json
 import os
 import time
 
 import jax
-import numpy as np
 from absl import logging
 from etils import epath
 
 from spatialmix_jax import attacks
 from spatialmix_jax import checkpointing
 from spatialmix_jax import config_schema
+from spatialmix_jax import eval_loop
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
 from spatialmix_jax import input_pipeline
-from spatialmix_jax import objectives
-from spatialmix_jax import sharding
 from spatialmix_jax import train_state
-from spatialmix_jax import unshuffle
 
-
-def eval_step(variables, batch, *, experiment):
-  inputs, targets = experiment.model_inputs_and_targets(batch)
-  outputs = experiment.model.apply(variables, inputs, train=False)
-  loss, metrics = experiment.per_example(outputs, targets, training=False)
-  if experiment.config.task == 'unshuffle':
-    # The do-nothing baseline, so results show the gain over the scrambled input.
-    metrics['scrambled_psnr'] = unshuffle.scrambled_psnr(targets, experiment.permutation)
-  return objectives.summed(loss, metrics, batch['mask'])
-
-
-def compile_eval_step(experiment):
-  repl = sharding.replicated(experiment.mesh)
-  return jax.jit(functools.partial(eval_step, experiment=experiment),
-                 in_shardings=(repl, sharding.batch_sharded(experiment.mesh)),
-                 out_shardings=repl)
+# Fields renamed since records were first written: a config.json that has the old name still
+# restores.
+_RENAMED_FIELDS = {'model.init': 'model.init_scheme'}
 
 
 def model_variables(state):
@@ -45,12 +31,7 @@ def model_variables(state):
 
 def evaluate_state(experiment, state, eval_data, p_eval_step):
   """Means of the test metrics over every example of the split (`count` of them)."""
-  variables = model_variables(state)
-  totals = None
-  for local_batch in eval_data.iterate():
-    sums = p_eval_step(variables, sharding.global_batch(local_batch, experiment.mesh))
-    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-  return objectives.averaged(jax.device_get(totals))
+  return eval_loop.run(p_eval_step, model_variables(state), eval_data, experiment.mesh)
 
 
 def summary(experiment, state, results, step, wall_time_s):
@@ -68,16 +49,13 @@ def summary(experiment, state, results, step, wall_time_s):
       'test_loss': results['loss'],
       'num_test_examples': results['count'],
       'params': freezing.parameter_report(state.weights, experiment.frozen),
-      'frozen_unchanged': experiment_lib.frozen_unchanged(experiment, state.weights),
+      'frozen_unchanged': freezing.unchanged(experiment.init_variables(), state.weights,
+                                             experiment.frozen),
       'wall_time_s': round(wall_time_s, 2),
       'devices': jax.device_count(),
       'backend': jax.default_backend(),
   }
-  if config.task == 'classification':
-    record['test_accuracy'] = results['accuracy']
-  else:
-    record['test_psnr'] = results['psnr']
-    record['scrambled_psnr'] = results['scrambled_psnr']
+  record.update(experiment.task.result_fields(results))
   return record
 
 
@@ -86,17 +64,19 @@ def load_saved_config(workdir):
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise checkpointing.NoCheckpointError(
-        f'No config.json in {workdir!r}: train first with --mode=train and the same --workdir.')
+        f'No config.json in {workdir!r}: train first with --job=train and the same --workdir.')
   with open(path) as f:
     saved = json.load(f)
   config = config_schema.get_config()
 
   def fill(target, values, prefix):
     for key, value in values.items():
+      name = _RENAMED_FIELDS.get(f'{prefix}{key}', f'{prefix}{key}')
+      key = name.rsplit('.', 1)[-1]
       if key not in target:
-        logging.warning('Ignoring %s%s of %s: not a field of the config schema.', prefix, key, path)
+        logging.warning('Ignoring %s of %s: not a field of the config schema.', name, path)
       elif isinstance(value, dict):
-        fill(target[key], value, f'{prefix}{key}.')
+        fill(target[key], value, f'{name}.')
       else:
         target[key] = value
 
@@ -104,26 +84,14 @@ def load_saved_config(workdir):
   return config
 
 
-def check_saved_permutation(config, workdir):
-  """An un-shuffling model only undoes the permutation it was trained on."""
-  path = os.path.join(workdir, 'config.json')
-  if config.task != 'unshuffle' or not os.path.exists(path):
-    return
-  saved = load_saved_config(workdir).unshuffle.permutation_seed
-  if saved != config.unshuffle.permutation_seed:
-    raise ValueError(
-        f'unshuffle.permutation_seed {config.unshuffle.permutation_seed} differs from the seed '
-        f'{saved} the checkpoint in {workdir!r} was trained with; pass '
-        f'--config.unshuffle.permutation_seed={saved}.')
-
-
 def restore_for_eval(config, workdir, experiment):
   """The train state saved in `workdir` (config.eval_step, or the latest readable step)."""
-  check_saved_permutation(config, workdir)
+  if os.path.exists(os.path.join(workdir, 'config.json')):
+    experiment.task.check_checkpoint_config(config, load_saved_config(workdir), workdir)
   directory = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(directory) and '://' not in workdir:
     raise checkpointing.NoCheckpointError(
-        f'No checkpoint in {workdir!r}: train first with --mode=train and the same --workdir.')
+        f'No checkpoint in {workdir!r}: train first with --job=train and the same --workdir.')
   checkpoints = checkpointing.Checkpoints(workdir, create=False)
   # The opt_state shapes do not depend on the schedule's length, so any length restores.
   tx, _ = train_state.create_optimizer(experiment, total_steps=1, steps_per_epoch=1)
@@ -133,7 +101,7 @@ def restore_for_eval(config, workdir, experiment):
   checkpoints.close()
   if restored is None:
     raise checkpointing.NoCheckpointError(
-        f'No checkpoint in {workdir!r}: train first with --mode=train and the same --workdir.')
+        f'No checkpoint in {workdir!r}: train first with --job=train and the same --workdir.')
   return train_state.TrainState(**restored), step
 
 
@@ -141,10 +109,10 @@ def evaluate(config, workdir):
   """Restores a checkpoint of `workdir`, evaluates it and writes `workdir/eval.json`."""
   started = time.time()
   experiment = experiment_lib.create_experiment(config)
-  eval_data = input_pipeline.create_eval_data(config, experiment.builder, experiment.spec,
-                                              max_examples=config.eval.max_examples)
+  eval_data = input_pipeline.create_eval_data(experiment, max_examples=config.eval.max_examples)
   state, step = restore_for_eval(config, workdir, experiment)
-  results = evaluate_state(experiment, state, eval_data, compile_eval_step(experiment))
+  results = evaluate_state(experiment, state, eval_data,
+                           eval_loop.compile_eval_step(experiment))
   robustness = None
   if attacks.parse_attacks(config.eval.attacks):
     robustness = attacks.evaluate_attacks(experiment, model_variables(state), eval_data)

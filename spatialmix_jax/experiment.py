@@ -1,5 +1,11 @@
-"""Everything a config determines before any compute: checked, built and shared by the trainer,
-the evaluator and the experiment modules (attacks, spectral analysis, un-shuffling)."""
+"""Everything a config determines before any compute, checked once and built once: the dataset's
+spec, the task, the model, the device mesh, the model's weight collections and which of them
+are frozen. The trainer, the evaluator and the experiment modules (attacks, spectral analysis)
+share one immutable `Experiment`; each builds its own data (`input_pipeline.py`).
+
+No TensorFlow here: the train step and the accelerator benchmark use this module on machines
+that have none.
+"""
 
 import dataclasses
 import os
@@ -7,7 +13,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from spatialmix_jax import attacks
 from spatialmix_jax import augment
@@ -16,11 +21,9 @@ from spatialmix_jax import datasets
 from spatialmix_jax import depthwise
 from spatialmix_jax import freezing
 from spatialmix_jax import models
-from spatialmix_jax import objectives
 from spatialmix_jax import optimizers
 from spatialmix_jax import sharding
-from spatialmix_jax import tfds_builders
-from spatialmix_jax import unshuffle
+from spatialmix_jax import tasks
 
 DTYPES = ('float32', 'bfloat16')
 
@@ -30,59 +33,8 @@ def _require(condition, message):
     raise ValueError(message)
 
 
-def validate_config(config):
-  """One-line errors for a config that cannot run, before any data or model is touched."""
-  config_schema.check_values(config)
-  _require(config.task in objectives.TASKS,
-           f'Unknown task {config.task!r}; choose one of {objectives.TASKS}.')
-  _require(config.mode in freezing.MODES,
-           f'Unknown mode {config.mode!r}; choose one of {freezing.MODES}.')
-  _require(config.dtype in DTYPES, f'Unknown dtype {config.dtype!r}; choose one of {DTYPES}.')
-  spec = datasets.get_spec(config.dataset)
-  models.validate(config.model)
-  optimizers.validate(config.optimizer)
-  is_unshuffle_model = config.model.name == 'unshuffle_convmixer'
-  _require(is_unshuffle_model == (config.task == 'unshuffle'),
-           f'task {config.task!r} does not go with model {config.model.name!r}: the unshuffle '
-           'task needs model.name=unshuffle_convmixer and classification any other model.')
-  per_device, uneven = divmod(config.batch_size, jax.device_count())
-  _require(uneven or per_device % config.grad_accum_steps == 0,
-           f'grad_accum_steps {config.grad_accum_steps} does not divide the per-device batch '
-           f'{per_device} (batch_size {config.batch_size} over {jax.device_count()} devices); '
-           'pick a divisor of it.')
-  augment.validate(config.augment, config.task)
-  attacks.validate_config(config)
-  models.check_input_size(config.model, _image_shape(config, spec), config.dataset)
-
-
-@dataclasses.dataclass
-class Experiment:
-  config: Any
-  spec: datasets.DatasetSpec
-  builder: Any
-  model: Any
-  mesh: Any
-  image_shape: tuple
-  collections: tuple  # weight collections of the model (batch_stats excluded)
-  frozen: tuple
-  permutation: Any = None  # unshuffle task only
-
-  def init_variables(self):
-    dummy = jnp.zeros((1,) + self.image_shape, jnp.float32)
-    return self.model.init({'params': jax.random.PRNGKey(self.config.seed)}, dummy,
-                           train=False)
-
-  def model_inputs_and_targets(self, batch):
-    return objectives.inputs_and_targets(self.config.task, batch, self.permutation)
-
-  def per_example(self, outputs, targets, training=True):
-    # Label smoothing shapes the training objective only; test loss is plain cross-entropy.
-    return objectives.per_example(
-        self.config.task, outputs, targets, num_classes=self.spec.num_classes,
-        label_smoothing=self.config.augment.label_smoothing if training else 0.0)
-
-
-def _image_shape(config, spec):
+def image_shape(config, spec):
+  """(H, W, C) of the model's input: the dataset's, or augment.image_size for ImageNet."""
   if spec.image_shape[0] is None:
     _require(config.augment.image_size > 0,
              f'{config.dataset} has images of varying size: set augment.image_size.')
@@ -90,26 +42,71 @@ def _image_shape(config, spec):
   return tuple(spec.image_shape)
 
 
-def create_experiment(config):
-  validate_config(config)
+def validate_config(config):
+  """One-line errors for a config that cannot run, before any data, model or device is
+  touched (the device checks follow in `create_experiment`)."""
+  config_schema.check_values(config)
+  task_class = tasks.get_class(config.task)
+  _require(config.mode in freezing.MODES,
+           f'Unknown mode {config.mode!r}; choose one of {freezing.MODES}.')
+  _require(config.dtype in DTYPES, f'Unknown dtype {config.dtype!r}; choose one of {DTYPES}.')
   spec = datasets.get_spec(config.dataset)
-  image_shape = _image_shape(config, spec)
+  models.validate(config.model)
+  output = models.get_entry(config.model.name).output
+  _require(output == task_class.model_output,
+           f'task {config.task!r} needs a model that returns {task_class.model_output}, but '
+           f'{config.model.name!r} returns {output}: choose one of '
+           f'{[n for n, e in models.MODELS.items() if e.output == task_class.model_output]}.')
+  optimizers.validate(config.optimizer)
+  augment.validate(config.augment, task_class)
+  attacks.validate_config(config, task_class)
+  models.check_input_size(config.model, image_shape(config, spec), config.dataset)
+
+
+def _check_devices(config):
+  per_device, uneven = divmod(config.batch_size, jax.device_count())
+  _require(uneven or per_device % config.grad_accum_steps == 0,
+           f'grad_accum_steps {config.grad_accum_steps} does not divide the per-device batch '
+           f'{per_device} (batch_size {config.batch_size} over {jax.device_count()} devices); '
+           'pick a divisor of it.')
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Experiment:
+  config: Any  # the run's ConfigDict; never modified after creation
+  spec: datasets.DatasetSpec
+  image_shape: tuple
+  task: Any  # a tasks.py object
+  model: Any  # a Linen module
+  mesh: Any
+  collections: tuple  # weight collections of the model (batch_stats excluded)
+  frozen: tuple
+
+  def init_variables(self):
+    dummy = jnp.zeros((1,) + self.image_shape, jnp.float32)
+    return self.model.init({'params': jax.random.PRNGKey(self.config.seed)}, dummy,
+                           train=False)
+
+
+def create_experiment(config):
+  """The validated `Experiment` of `config`; builds the native depthwise kernel if it will be
+  used, so that an unwritable cache is an error before any compute."""
+  validate_config(config)
+  _check_devices(config)
+  spec = datasets.get_spec(config.dataset)
+  shape = image_shape(config, spec)
+  task = tasks.create_task(config, spec.num_classes, shape)
   model = models.create_model(
-      config.model, num_classes=spec.num_classes, num_channels=image_shape[-1],
+      config.model, num_classes=spec.num_classes, num_channels=shape[-1],
       mean=spec.mean, std=spec.std, dtype=jnp.dtype(config.dtype))
   depthwise.prepare(config.model.depthwise_impl)
-  builder = tfds_builders.get_builder(config.dataset, config.data_dir)
-  permutation = None
-  if config.task == 'unshuffle':
-    permutation = unshuffle.pixel_permutation(
-        config.unshuffle.permutation_seed, image_shape[0], image_shape[1])
-  experiment = Experiment(config, spec, builder, model, sharding.create_mesh(), image_shape,
-                          (), (), permutation)
-  shapes = jax.eval_shape(experiment.init_variables)
-  experiment.collections = tuple(sorted(c for c in shapes if c != 'batch_stats'))
-  experiment.frozen = freezing.frozen_collections(
-      config.mode, experiment.collections, config.frozen_collections)
-  return experiment
+  dummy = jnp.zeros((1,) + shape, jnp.float32)
+  variable_shapes = jax.eval_shape(
+      lambda: model.init({'params': jax.random.PRNGKey(0)}, dummy, train=False))
+  collections = tuple(sorted(c for c in variable_shapes if c != 'batch_stats'))
+  frozen = freezing.frozen_collections(config.mode, collections, config.frozen_collections)
+  return Experiment(config, spec, shape, task, model, sharding.create_mesh(), collections,
+                    frozen)
 
 
 def check_workdir_writable(workdir):
@@ -124,12 +121,3 @@ def check_workdir_writable(workdir):
     raise PermissionError(f'Workdir {workdir!r} is not writable ({target!r}); pass a '
                           'folder you can write to with --workdir.')
 
-
-def frozen_unchanged(experiment, weights):
-  """Whether every frozen collection still equals its value at initialisation, bitwise."""
-  initial = jax.device_get(experiment.init_variables())
-  final = jax.device_get(weights)
-  return all(
-      np.array_equal(a, b)
-      for c in experiment.frozen
-      for a, b in zip(jax.tree.leaves(initial[c]), jax.tree.leaves(final[c])))

@@ -33,28 +33,28 @@ FAMILIES = ('random', 'same', 'box', 'identity', 'smooth')
 INIT_SCHEMES = ('torch', 'flax')
 
 
-def check_family(family):
-  if family not in FAMILIES:
-    raise ValueError(f'Unknown spatial_init {family!r}; choose one of {FAMILIES}.')
+def check_spatial_init(spatial_init):
+  if spatial_init not in FAMILIES:
+    raise ValueError(f'Unknown spatial_init {spatial_init!r}; choose one of {FAMILIES}.')
 
 
-def check_scheme(scheme):
-  if scheme not in INIT_SCHEMES:
-    raise ValueError(f'Unknown init {scheme!r}; choose one of {INIT_SCHEMES}.')
+def check_init_scheme(init_scheme):
+  if init_scheme not in INIT_SCHEMES:
+    raise ValueError(f'Unknown init_scheme {init_scheme!r}; choose one of {INIT_SCHEMES}.')
 
 
 def fan_in(shape):
   return math.prod(shape[:-1])
 
 
-def weight_variance(scheme, shape):
+def weight_variance(init_scheme, shape):
   """Per-weight variance of the scheme's random kernel init for `shape`."""
-  check_scheme(scheme)
-  return 1.0 / (3 * fan_in(shape)) if scheme == 'torch' else 1.0 / fan_in(shape)
+  check_init_scheme(init_scheme)
+  return 1.0 / (3 * fan_in(shape)) if init_scheme == 'torch' else 1.0 / fan_in(shape)
 
 
-def _random(scheme, key, shape, dtype):
-  if scheme == 'torch':
+def _random(init_scheme, key, shape, dtype):
+  if init_scheme == 'torch':
     bound = 1.0 / math.sqrt(fan_in(shape))
     return jax.random.uniform(key, shape, dtype, -bound, bound)
   return jax.nn.initializers.lecun_normal()(key, shape, dtype)
@@ -70,37 +70,38 @@ def _gaussian_matrix(size, sigma):
   return jnp.asarray(taps / np.exp(-0.5 * (radius / sigma) ** 2).sum(), jnp.float32)
 
 
-def kernel_init(family='random', scheme='torch', smooth_sigma=1.0, depth_multiplier=1):
+def kernel_init(spatial_init='random', init_scheme='torch', smooth_sigma=1.0,
+                depth_multiplier=1):
   """Returns `init(key, shape, dtype)` for a kernel whose first two axes are spatial.
 
   Non-random families are meant for depthwise kernels (k, k, 1, C*d); `random` also serves
   pointwise, full-conv and dense kernels.
   """
-  check_family(family)
-  check_scheme(scheme)
-  if family == 'smooth' and not smooth_sigma > 0:
+  check_spatial_init(spatial_init)
+  check_init_scheme(init_scheme)
+  if spatial_init == 'smooth' and not smooth_sigma > 0:
     raise ValueError(f'smooth_sigma must be > 0 for spatial_init=smooth, got {smooth_sigma}.')
   if depth_multiplier < 1:
     raise ValueError(f'depth_multiplier must be >= 1, got {depth_multiplier}.')
 
   def init(key, shape, dtype=jnp.float32):
     shape = tuple(shape)
-    if family == 'random':
-      return _random(scheme, key, shape, dtype)
+    if spatial_init == 'random':
+      return _random(init_scheme, key, shape, dtype)
     kh, kw = shape[:2]
-    energy = kh * kw * weight_variance(scheme, shape)
-    if family == 'same':
+    energy = kh * kw * weight_variance(init_scheme, shape)
+    if spatial_init == 'same':
       if shape[-1] % depth_multiplier:
         raise ValueError(f'Kernel shape {shape} is not a multiple of depth_multiplier '
                          f'{depth_multiplier} in its last axis.')
-      base = _random(scheme, key, shape[:-1] + (depth_multiplier,), dtype)
+      base = _random(init_scheme, key, shape[:-1] + (depth_multiplier,), dtype)
       return jnp.tile(base, (1,) * (len(shape) - 1) + (shape[-1] // depth_multiplier,))
-    if family == 'box':
+    if spatial_init == 'box':
       return jnp.full(shape, math.sqrt(energy / (kh * kw)), dtype)
-    if family == 'identity':
+    if spatial_init == 'identity':
       return jnp.zeros(shape, dtype).at[(kh - 1) // 2, (kw - 1) // 2].set(math.sqrt(energy))
     # smooth
-    raw = _random(scheme, key, shape, jnp.float32)
+    raw = _random(init_scheme, key, shape, jnp.float32)
     blurred = jnp.einsum('ia,jb,ab...->ij...', _gaussian_matrix(kh, smooth_sigma),
                          _gaussian_matrix(kw, smooth_sigma), raw)
     norm = lambda w: jnp.sqrt(jnp.sum(jnp.square(w), axis=(0, 1), keepdims=True))
@@ -109,10 +110,10 @@ def kernel_init(family='random', scheme='torch', smooth_sigma=1.0, depth_multipl
   return init
 
 
-def bias_init(scheme, fan_in_):
-  """Bias init matching `scheme`; `fan_in_` is the fan-in of the layer's kernel."""
-  check_scheme(scheme)
-  if scheme == 'flax':
+def bias_init(init_scheme, fan_in_):
+  """Bias init matching `init_scheme`; `fan_in_` is the fan-in of the layer's kernel."""
+  check_init_scheme(init_scheme)
+  if init_scheme == 'flax':
     return jax.nn.initializers.zeros
   bound = 1.0 / math.sqrt(fan_in_)
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(

@@ -18,8 +18,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from spatialmix_jax import augment as augment_lib
+from spatialmix_jax import augment
+from spatialmix_jax import batch_mixing
 from spatialmix_jax import datasets
+from spatialmix_jax import image_preprocessing
 from spatialmix_jax import tfds_builders
 
 
@@ -83,19 +85,19 @@ class TrainData:
     def preprocess(index, example):
       seed = tf.stack([tf.constant(config.seed, tf.int64),
                        index * process_count + process_index])
-      image = augment_lib.train_image(example['image'], seed, config.augment, encoded,
-                                      fill=self.spec.mean)
+      image = image_preprocessing.train_image(example['image'], seed, config.augment, encoded,
+                                              fill=self.spec.mean)
       return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
 
     def batch_ops(step, batch):
       # Seeded by the global step, so a resumed run mixes and erases the same batches.
-      seed = augment_lib.batch_seed(config.seed, step * process_count + process_index)
-      return augment_lib.train_batch(batch, seed, config.augment, self.spec.num_classes,
-                                     self.spec.mean, self.spec.std)
+      seed = batch_mixing.batch_seed(config.seed, step * process_count + process_index)
+      return batch_mixing.train_batch(batch, seed, config.augment, self.spec.num_classes,
+                                      self.spec.mean, self.spec.std)
 
     ds = ds.enumerate(start=first).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(self.local_batch_size, drop_remainder=True)
-    if augment_lib.has_batch_ops(config.augment):
+    if augment.has_batch_ops(config.augment):
       first_step = epoch * self.steps_per_epoch + skip_batches
       ds = ds.enumerate(start=first_step).map(batch_ops, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(config.input.prefetch)
@@ -108,7 +110,10 @@ class TrainData:
       epoch, skip = epoch + 1, 0
 
 
-def create_train_data(config, builder, spec):
+def create_train_data(experiment):
+  """The training stream of this process for the experiment's dataset and config."""
+  config, spec = experiment.config, experiment.spec
+  builder = tfds_builders.get_builder(config.dataset, config.data_dir)
   local_batch = _check_batch(config.batch_size, 'Global batch_size')
   split = tfds.split_for_jax_process(spec.train_split, drop_remainder=True)
   num_local = _num_examples(
@@ -154,7 +159,10 @@ class EvalData:
       yield {k: np.zeros_like(v) for k, v in template.items()}
 
 
-def create_eval_data(config, builder, spec, max_examples=-1):
+def create_eval_data(experiment, max_examples=-1):
+  """This process's part of the test split, padded to whole batches (`EvalData`)."""
+  config, spec = experiment.config, experiment.spec
+  builder = tfds_builders.get_builder(config.dataset, config.data_dir)
   local_batch = _check_batch(config.eval_batch_size, 'Global eval_batch_size')
   split = tfds.split_for_jax_process(spec.test_split, drop_remainder=False)
   ds = tfds_builders.load_split(builder, split, shuffle_files=False, decoders=_decoders(spec))
@@ -166,7 +174,7 @@ def create_eval_data(config, builder, spec, max_examples=-1):
   encoded = _is_encoded(spec)
 
   def preprocess(example):
-    return {'image': augment_lib.eval_image(example['image'], config.augment, encoded),
+    return {'image': image_preprocessing.eval_image(example['image'], config.augment, encoded),
             'label': tf.cast(example['label'], tf.int32)}
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).batch(local_batch)

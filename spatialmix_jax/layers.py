@@ -7,7 +7,7 @@ collection names (see `freezing.py`). Variables are float32; compute runs in `dt
 """
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ class DepthwiseConv(nn.Module):
   spatial_init: str = 'random'
   smooth_sigma: float = 1.0
   init_scheme: str = 'torch'
-  impl: str = 'auto'
+  depthwise_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -61,7 +61,7 @@ class DepthwiseConv(nn.Module):
                                self.depth_multiplier)
     kernel = _variable(self, 'spatial', 'kernel', init, (k, k, 1, out))
     y = depthwise.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype),
-                                 stride=self.strides, impl=self.impl)
+                                 stride=self.strides, impl=self.depthwise_impl)
     if self.use_bias:
       y = y + _variable(self, 'spatial', 'bias', filters.bias_init(self.init_scheme, k * k),
                         (out,)).astype(self.dtype)
@@ -137,6 +137,8 @@ class PatchStem(nn.Module):
 class SeparableConv(nn.Module):
   """Depthwise (C_in -> C_in*d, `spatial`) then pointwise (-> features, `channel`).
 
+  `depthwise` and `pointwise` are the layer partials the model was built with (their filter
+  family, init scheme, implementation and dtype); this layer adds only the geometry.
   Parameters: C_in·k²·d + C_in·d·features (eq. 2 of the paper), plus C_in·d + features
   biases when `use_bias`.
   """
@@ -145,19 +147,14 @@ class SeparableConv(nn.Module):
   strides: int = 1
   depth_multiplier: int = 1
   use_bias: bool = False
-  spatial_init: str = 'random'
-  smooth_sigma: float = 1.0
-  init_scheme: str = 'torch'
-  impl: str = 'auto'
-  dtype: Any = jnp.float32
+  depthwise: Callable[..., nn.Module] = DepthwiseConv
+  pointwise: Callable[..., nn.Module] = PointwiseConv
 
   @nn.compact
   def __call__(self, x):
-    x = DepthwiseConv(self.depth_multiplier, self.kernel_size, self.strides, self.use_bias,
-                      self.spatial_init, self.smooth_sigma, self.init_scheme, self.impl, self.dtype,
-                      name='depthwise')(x)
-    return PointwiseConv(self.features, self.use_bias, init_scheme=self.init_scheme,
-                         dtype=self.dtype, name='pointwise')(x)
+    x = self.depthwise(depth_multiplier=self.depth_multiplier, kernel_size=self.kernel_size,
+                       strides=self.strides, use_bias=self.use_bias, name='depthwise')(x)
+    return self.pointwise(self.features, use_bias=self.use_bias, name='pointwise')(x)
 
 
 class Dense(nn.Module):

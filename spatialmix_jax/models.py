@@ -1,14 +1,20 @@
-"""Model registry: builds the model named by `config.model` after validating every field.
+"""Model registry: the paper's architectures as partials of two Linen modules, and the one
+function that builds the model named by `config.model`.
 
-Fields of `config.model` (see configs/base.py) and how each model reads them:
+Every setting keeps its `config.model` name down to the layer that uses it: `spatial_init`,
+`smooth_sigma`, `init_scheme` and `depthwise_impl` go into the depthwise partial (and
+`init_scheme` into the pointwise one), which the model receives whole. Fields each family reads:
   convmixer, unshuffle_convmixer: width, depth (blocks), kernel_size, patch_size (1 for
     unshuffle_convmixer), act.
   sep_resnet_*, resnet_*: depth is the total depth (CIFAR 6n+2, ImageNet 8n+2), kernel_size
     the block convs' kernel (3 is the standard ResNet; the ImageNet stem stays 7x7),
     width_multiplier scales every stage; sep_* use depth_multiplier (9 in the paper).
     width, patch_size and act are ignored (ResNets are ReLU throughout).
-  All: spatial_init, smooth_sigma, init, depthwise_impl.
 """
+
+import dataclasses
+import functools
+from typing import Callable
 
 import jax.numpy as jnp
 
@@ -18,22 +24,49 @@ from spatialmix_jax import filters
 from spatialmix_jax import layers
 from spatialmix_jax import resnet
 
-MODEL_NAMES = ('convmixer', 'unshuffle_convmixer', 'sep_resnet_cifar', 'sep_resnet_imagenet',
-               'resnet_cifar', 'resnet_imagenet')
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  module: Callable  # the Linen class, or a partial of it
+  fields: tuple  # config.model fields passed to it by name
+  output: str  # 'logits' (classification) or 'image' (un-shuffling), matched by tasks.py
+
+
+_CONVMIXER_FIELDS = ('width', 'depth', 'kernel_size', 'patch_size', 'act')
+_RESNET_FIELDS = ('depth', 'kernel_size', 'depth_multiplier', 'width_multiplier')
+
+MODELS = {
+    'convmixer': Entry(convmixer.ConvMixer, _CONVMIXER_FIELDS, 'logits'),
+    'unshuffle_convmixer': Entry(convmixer.UnshuffleConvMixer, _CONVMIXER_FIELDS, 'image'),
+    'sep_resnet_cifar': Entry(functools.partial(resnet.PreActResNet, imagenet=False,
+                                                separable=True), _RESNET_FIELDS, 'logits'),
+    'sep_resnet_imagenet': Entry(functools.partial(resnet.PreActResNet, imagenet=True,
+                                                   separable=True), _RESNET_FIELDS, 'logits'),
+    'resnet_cifar': Entry(functools.partial(resnet.PreActResNet, imagenet=False,
+                                            separable=False), _RESNET_FIELDS, 'logits'),
+    'resnet_imagenet': Entry(functools.partial(resnet.PreActResNet, imagenet=True,
+                                               separable=False), _RESNET_FIELDS, 'logits'),
+}
+MODEL_NAMES = tuple(MODELS)
+
+
+def get_entry(name):
+  if name not in MODELS:
+    raise ValueError(f'Unknown model.name {name!r}; choose one of {MODEL_NAMES}.')
+  return MODELS[name]
 
 
 def _check_positive(name, value, minimum=1):
-  if not isinstance(value, int) or value < minimum:
+  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
     raise ValueError(f'model.{name} must be an integer >= {minimum}, got {value!r}.')
 
 
 def validate(model_config):
   """Raises a one-line ValueError for any invalid field of `model_config`."""
   mc = model_config
-  if mc.name not in MODEL_NAMES:
-    raise ValueError(f'Unknown model.name {mc.name!r}; choose one of {MODEL_NAMES}.')
-  filters.check_family(mc.spatial_init)
-  filters.check_scheme(mc.init)
+  entry = get_entry(mc.name)
+  filters.check_spatial_init(mc.spatial_init)
+  filters.check_init_scheme(mc.init_scheme)
   impls = ('auto',) + tuple(depthwise.IMPLS)
   if mc.depthwise_impl not in impls:
     raise ValueError(f'Unknown model.depthwise_impl {mc.depthwise_impl!r}; '
@@ -42,30 +75,29 @@ def validate(model_config):
     raise ValueError(f'model.smooth_sigma must be > 0 for smooth filters, got {mc.smooth_sigma}.')
   _check_positive('kernel_size', mc.kernel_size)
   _check_positive('depth_multiplier', mc.depth_multiplier)
-  if 'convmixer' in mc.name:
-    layers.activation(mc.act)
-    _check_positive('width', mc.width)
-    _check_positive('depth', mc.depth)
-    _check_positive('patch_size', mc.patch_size)
-    if mc.name == 'unshuffle_convmixer' and mc.patch_size != 1:
-      raise ValueError('unshuffle_convmixer needs model.patch_size 1 so that its output is an '
-                       f'image of the input size, got {mc.patch_size}.')
-  else:
-    _check_positive('width_multiplier', mc.width_multiplier)
-    _check_positive('depth', mc.depth)
+  for name in entry.fields:
+    if name == 'act':
+      layers.activation(mc.act)
+    else:
+      _check_positive(name, mc[name])
+  if entry.fields is _RESNET_FIELDS:
     resnet.blocks_per_stage(mc.depth, imagenet=mc.name.endswith('imagenet'))
+  if entry.output == 'image' and mc.patch_size != 1:
+    raise ValueError(f'{mc.name} needs model.patch_size 1 so that its output is an image of '
+                     f'the input size, got {mc.patch_size}.')
 
 
 def check_input_size(model_config, image_shape, dataset):
   """A ConvMixer's patch must fit inside the image: a larger one leaves no patch at all."""
   height, width = image_shape[:2]
-  if 'convmixer' in model_config.name and model_config.patch_size > min(height, width):
+  if 'patch_size' in get_entry(model_config.name).fields and (
+      model_config.patch_size > min(height, width)):
     raise ValueError(f'model.patch_size {model_config.patch_size} is larger than the '
                      f'{height}×{width} images of {dataset}; use at most {min(height, width)}.')
 
 
 def create_model(model_config, *, num_classes, num_channels, mean, std, dtype=jnp.float32):
-  """Returns the Linen module for `model_config` (= `config.model`).
+  """Returns the Linen module for `model_config` (= `config.model`), validated.
 
   `num_channels` is the input's channel count (1 or 3); it must match len(mean) and len(std)
   when those are per-channel tuples. Models take NHWC images in [0, 1] and `train: bool`.
@@ -77,14 +109,12 @@ def create_model(model_config, *, num_classes, num_channels, mean, std, dtype=jn
     if len(stats) not in (1, num_channels):
       raise ValueError(f'{label} has {len(stats)} entries; expected 1 or num_channels '
                        f'({num_channels}).')
-  common = dict(mean=mean, std=std, spatial_init=mc.spatial_init, smooth_sigma=mc.smooth_sigma,
-                init_scheme=mc.init, depthwise_impl=mc.depthwise_impl, dtype=dtype)
-  if 'convmixer' in mc.name:
-    cls = convmixer.UnshuffleConvMixer if mc.name == 'unshuffle_convmixer' else (
-        convmixer.ConvMixer)
-    return cls(width=mc.width, depth=mc.depth, kernel_size=mc.kernel_size,
-               patch_size=mc.patch_size, num_classes=num_classes, act=mc.act, **common)
-  return resnet.PreActResNet(
-      depth=mc.depth, num_classes=num_classes, imagenet=mc.name.endswith('imagenet'),
-      separable=mc.name.startswith('sep_'), kernel_size=mc.kernel_size,
-      depth_multiplier=mc.depth_multiplier, width_multiplier=mc.width_multiplier, **common)
+  entry = get_entry(mc.name)
+  depthwise_layer = functools.partial(
+      layers.DepthwiseConv, spatial_init=mc.spatial_init, smooth_sigma=mc.smooth_sigma,
+      init_scheme=mc.init_scheme, depthwise_impl=mc.depthwise_impl, dtype=dtype)
+  pointwise_layer = functools.partial(layers.PointwiseConv, init_scheme=mc.init_scheme,
+                                      dtype=dtype)
+  return entry.module(num_classes=num_classes, mean=mean, std=std, init_scheme=mc.init_scheme,
+                      dtype=dtype, depthwise=depthwise_layer, pointwise=pointwise_layer,
+                      **{name: mc[name] for name in entry.fields})

@@ -1,6 +1,6 @@
 """The reproduction report: each of the paper's claims next to what our grids measured.
 
-  python -m spatialmix_jax.report --reproduction --workdir=docs/results/repro_cifar10 \
+  python -m spatialmix_jax.reproduction --workdir=docs/results/repro_cifar10 \
       --output=docs/reproduction.md
 
 WORKDIR holds one folder per grid of configs/sweeps/repro_cifar10.py (convmixer_modes,
@@ -15,8 +15,9 @@ turns its claims into "not measured" instead of failing.
 
 import json
 import os
+import sys
 
-from spatialmix_jax import report
+from spatialmix_jax import records
 from spatialmix_jax import spectral
 
 GRID_CONFIG = 'configs/sweeps/repro_cifar10.py'
@@ -28,8 +29,8 @@ CLAIM_EPSILON = 1.0
 # "Almost as well" for un-shuffling: Chans keeps at least this share of Full's PSNR gain.
 UNSHUFFLE_SHARE = 0.8
 SPECTRAL_FAMILIES = (('random', {}), ('same', {}), ('box', {}), ('identity', {}),
-                     ('smooth σ=1', {'family': 'smooth', 'smooth_sigma': 1.0}),
-                     ('smooth σ=2', {'family': 'smooth', 'smooth_sigma': 2.0}))
+                     ('smooth σ=1', {'spatial_init': 'smooth', 'smooth_sigma': 1.0}),
+                     ('smooth σ=2', {'spatial_init': 'smooth', 'smooth_sigma': 2.0}))
 
 
 def _cell_dirs(workdir, grid):
@@ -41,8 +42,8 @@ def _cell_dirs(workdir, grid):
 
 
 def load(workdir):
-  """{grid: rows of report.load_cells} for every grid; [] for a grid with no finished cell."""
-  return {grid: report.load_cells(os.path.join(workdir, grid)) if _cell_dirs(workdir, grid)
+  """{grid: rows of records.load_cells} for every grid; [] for a grid with no finished cell."""
+  return {grid: records.load_cells(os.path.join(workdir, grid)) if _cell_dirs(workdir, grid)
           else [] for grid in GRIDS}
 
 
@@ -53,7 +54,7 @@ def _plain(rows):
 def _by(rows, field, metric, **where):
   """{value of field: (mean, std, n)} of metric over the rows matching `where`."""
   rows = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
-  return {key[0]: stats for key, stats in report.group(rows, [field], metric).items()}
+  return {key[0]: stats for key, stats in records.group(rows, [field], metric).items()}
 
 
 def _acc(stats):
@@ -229,10 +230,10 @@ def setup_and_cost(workdir, grids):
   commands = []
   for grid in grids:
     cells = _cell_dirs(workdir, grid)
-    config = report.read_json(os.path.join(cells[0], 'config.json'))
-    sweep = report.read_json(os.path.join(workdir, grid, 'sweep.json')) or {}
-    train = sum(report.read_json(os.path.join(c, 'results.json'))['wall_time_s'] for c in cells)
-    evals = [report.read_json(os.path.join(c, 'eval.json')) for c in cells]
+    config = records.read_json(os.path.join(cells[0], 'config.json'))
+    sweep = records.read_json(os.path.join(workdir, grid, 'sweep.json')) or {}
+    train = sum(records.read_json(os.path.join(c, 'results.json'))['wall_time_s'] for c in cells)
+    evals = [records.read_json(os.path.join(c, 'eval.json')) for c in cells]
     evaluated = sum(e['wall_time_s'] for e in evals if e)
     evaluated = f'{evaluated / 60:.1f} min' if any(evals) else '—'
     planned = len(sweep.get('cells', {})) or len(cells)
@@ -253,7 +254,7 @@ def spectral_section(by_grid, out, prefix):
   """Coverage of every frozen-filter family at the ConvMixer grids' width and kernel size."""
   any_cell = by_grid['convmixer_modes'][0]
   width, k = any_cell['width'], any_cell['kernel_size']
-  banks = {name: spectral.random_bank(width, k, seed=0, **{'family': name, **kwargs})
+  banks = {name: spectral.random_bank(width, k, seed=0, **{'spatial_init': name, **kwargs})
            for name, kwargs in SPECTRAL_FAMILIES}
   analysed = spectral.analyse_banks(banks)
   spectral.plot_envelopes(analysed, os.path.join(out, 'spectral_envelopes.png'),
@@ -274,12 +275,12 @@ def _figures(by_grid, out, prefix):
   sections = []
   modes = _plain(by_grid['convmixer_modes'] + by_grid['resnet_modes'])
   if modes:
-    sections.append(report.figure(modes, out, 'modes', 'Full / Chans / Space', 'mode',
+    sections.append(records.figure(modes, out, 'modes', 'Full / Chans / Space', 'mode',
                                   'test_accuracy', 'test accuracy', prefix))
   families = [r for r in _plain(by_grid['convmixer_modes'] + by_grid['families'])
               if r['mode'] == 'chans']
   if by_grid['families']:
-    sections.append(report.figure(families, out, 'filter_families',
+    sections.append(records.figure(families, out, 'filter_families',
                                   'Frozen filter families (Chans)', 'spatial_init',
                                   'test_accuracy', 'test accuracy', prefix))
   # (figure, the grid it shows, grids whose cells it adds, modes shown: None = all)
@@ -295,14 +296,14 @@ def _figures(by_grid, out, prefix):
     for attack, label in ATTACK_NAMES.items():
       rows = [r for r in attacked if r['attack'] == attack]
       if rows:
-        sections.append(report.figure(rows, out, f'{name}_{attack}',
+        sections.append(records.figure(rows, out, f'{name}_{attack}',
                                       f'{label} accuracy vs ε (in 1/255), {", ".join(grids)}'
                                       f'{_budget(rows)}', 'epsilon', 'attacked_accuracy',
                                       f'accuracy under {label}', prefix))
   for grid in ('unshuffle', 'unshuffle_digits'):
     if by_grid[grid]:
       dataset = by_grid[grid][0]['dataset']
-      sections.append(report.figure(_plain(by_grid[grid]), out, grid,
+      sections.append(records.figure(_plain(by_grid[grid]), out, grid,
                                     f'Un-shuffling {dataset}: PSNR (dashed: scrambled input)',
                                     'mode', 'test_psnr', 'test PSNR (dB)', prefix))
   return [s for s in sections if s]
@@ -355,7 +356,7 @@ def write(workdir, output):
   document = [
       '# Reproduction on real CIFAR-10 (and digits), CPU budget',
       '',
-      'Generated by `python -m spatialmix_jax.report --reproduction '
+      'Generated by `python -m spatialmix_jax.reproduction '
       f'--workdir={workdir} --output={output}` from the per-cell `results.json` / `eval.json` '
       f'records committed under `{workdir}/`; rerunning it rewrites this file and the figures in '
       f'`{prefix}` from the same records. The discussion at the end is written by hand.',
@@ -392,3 +393,28 @@ def write(workdir, output):
     f.write('\n'.join(document))
   return claims
 
+
+def main(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  del argv
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  output = FLAGS.output or os.path.join(FLAGS.workdir, 'reproduction.md')
+  try:
+    claims = write(FLAGS.workdir, output)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  for claim in claims:
+    print(f'{claim["verdict"]:>12}: {claim["claim"]}')
+  print(f'Wrote {output}')
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('workdir', None, 'A folder of the reproduction grids '
+                      '(configs/sweeps/repro_cifar10.py), one subfolder per grid.')
+  flags.DEFINE_string('output', '', 'The Markdown file to write (default '
+                      'WORKDIR/reproduction.md); figures go to a folder named after its stem.')
+  flags.mark_flag_as_required('workdir')
+  app.run(main)

@@ -15,7 +15,7 @@ The plain form keeps every weight in `params`.
 """
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -37,7 +37,11 @@ def blocks_per_stage(depth, imagenet):
 
 
 class PreActResNet(nn.Module):
-  """Classifier of NHWC images in [0, 1]; returns float32 logits (N, num_classes)."""
+  """Classifier of NHWC images in [0, 1]; returns float32 logits (N, num_classes).
+
+  `depthwise` and `pointwise` are layer partials carrying the mixers' settings (filter
+  family, init scheme, implementation, dtype): `models.create_model` builds them.
+  """
   depth: int
   num_classes: int
   imagenet: bool = False
@@ -47,25 +51,22 @@ class PreActResNet(nn.Module):
   width_multiplier: int = 1
   mean: Sequence[float] = (0.0,)
   std: Sequence[float] = (1.0,)
-  spatial_init: str = 'random'
-  smooth_sigma: float = 1.0
   init_scheme: str = 'torch'
-  depthwise_impl: str = 'auto'
   dtype: Any = jnp.float32
+  depthwise: Callable[..., nn.Module] = layers.DepthwiseConv
+  pointwise: Callable[..., nn.Module] = layers.PointwiseConv
 
   def conv(self, features, kernel_size, strides=1):
     if self.separable:
-      return layers.SeparableConv(
-          features, kernel_size, strides, self.depth_multiplier, use_bias=False,
-          spatial_init=self.spatial_init, smooth_sigma=self.smooth_sigma,
-          init_scheme=self.init_scheme, impl=self.depthwise_impl, dtype=self.dtype)
+      return layers.SeparableConv(features, kernel_size, strides, self.depth_multiplier,
+                                  use_bias=False, depthwise=self.depthwise,
+                                  pointwise=self.pointwise)
     return layers.Conv(features, kernel_size, strides, init_scheme=self.init_scheme,
                        dtype=self.dtype)
 
   def shortcut(self, features, strides):
-    return layers.PointwiseConv(
-        features, use_bias=False, strides=strides, init_scheme=self.init_scheme,
-        collection='channel' if self.separable else 'params', dtype=self.dtype)
+    return self.pointwise(features, use_bias=False, strides=strides,
+                          collection='channel' if self.separable else 'params')
 
   @nn.compact
   def __call__(self, x, train: bool):

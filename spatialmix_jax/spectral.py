@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from spatialmix_jax import filters
+from spatialmix_jax import plotting
 
 DEFAULT_SIZE = 512
 DEFAULT_THRESHOLD = 0.5
@@ -63,10 +64,10 @@ def coverage(env, threshold=DEFAULT_THRESHOLD):
   return float(np.mean(env >= threshold * peak))
 
 
-def random_bank(num_filters, kernel_size, seed=0, family='random', smooth_sigma=1.0,
-                scheme='torch'):
+def random_bank(num_filters, kernel_size, seed=0, spatial_init='random', smooth_sigma=1.0,
+                init_scheme='torch'):
   """A (k, k, N) bank drawn like a model's depthwise init."""
-  init = filters.kernel_init(family, scheme, smooth_sigma)
+  init = filters.kernel_init(spatial_init, init_scheme, smooth_sigma)
   kernel = init(jax.random.PRNGKey(seed), (kernel_size, kernel_size, 1, num_filters))
   return as_bank(jax.device_get(kernel))
 
@@ -87,9 +88,7 @@ def depthwise_kernels(weights):
 
 
 def plot_envelopes(named_envelopes, path, title, columns=4):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   rows = -(-len(named_envelopes) // columns)
   columns = min(columns, len(named_envelopes))
   fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows + 0.4),
@@ -156,8 +155,8 @@ def run(workdir, size=DEFAULT_SIZE, threshold=DEFAULT_THRESHOLD, max_random_filt
   width = next(iter(trained.values())).shape[-1]
   compared = {'random': random_bank(width, k, seed=config.seed)}
   for sigma in smooth_sigmas:
-    compared[f'smooth σ={sigma:g}'] = random_bank(width, k, seed=config.seed, family='smooth',
-                                                  smooth_sigma=sigma)
+    compared[f'smooth σ={sigma:g}'] = random_bank(width, k, seed=config.seed,
+                                                  spatial_init='smooth', smooth_sigma=sigma)
   analysed = analyse_banks(compared, size, threshold)
   plot_envelopes(analysed, os.path.join(out, 'random_vs_smooth.png'),
                   f'{width} random vs smoothed {k}x{k} filters')

@@ -8,6 +8,8 @@ MSE to output the original; quality is PSNR with a data range of 1.
 import jax.numpy as jnp
 import numpy as np
 
+from spatialmix_jax import plotting
+
 
 def pixel_permutation(seed, height, width):
   """A permutation of the H*W pixel positions, the same on every host and backend."""
@@ -34,15 +36,13 @@ def scrambled_psnr(images, permutation):
   return psnr(jnp.maximum(mse, 1e-10))
 
 
-def save_figure(experiment, variables, eval_data, path, num_images=8):
+def save_figure(model, permutation, variables, eval_data, path, num_images=8):
   """Rows of ground truth / scrambled input / reconstruction for the first test images."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   batch = next(iter(eval_data.iterate()))
   images = np.asarray(batch['image'][:num_images][batch['mask'][:num_images] > 0])
-  scrambled = np.asarray(scramble(images, experiment.permutation))
-  restored = np.asarray(experiment.model.apply(variables, scrambled, train=False))
+  scrambled = np.asarray(scramble(images, permutation))
+  restored = np.asarray(model.apply(variables, scrambled, train=False))
   rows = (('ground truth', images), ('scrambled', scrambled),
           ('reconstruction', np.clip(restored, 0.0, 1.0)))
   fig, axes = plt.subplots(3, len(images), figsize=(1.2 * len(images), 3.9), squeeze=False)

@@ -15,6 +15,7 @@ from spatialmix_jax import input_pipeline
 from spatialmix_jax import sharding
 from spatialmix_jax import train
 from spatialmix_jax import train_state
+from spatialmix_jax import train_step
 
 
 @pytest.fixture(scope='module')
@@ -39,7 +40,7 @@ def trained(tmp_path_factory):
 def _first_batch(config, workdir):
   experiment = experiment_lib.create_experiment(config)
   state, _ = evaluation.restore_for_eval(config, workdir, experiment)
-  eval_data = input_pipeline.create_eval_data(config, experiment.builder, experiment.spec)
+  eval_data = input_pipeline.create_eval_data(experiment)
   batch = next(iter(eval_data.iterate()))
   return experiment, evaluation.model_variables(state), batch
 
@@ -110,9 +111,9 @@ def _one_step(config):
   experiment = experiment_lib.create_experiment(config)
   tx, _ = train_state.create_optimizer(experiment, total_steps=2, steps_per_epoch=2)
   state = train_state.init_state(experiment, tx)
-  data = input_pipeline.create_train_data(config, experiment.builder, experiment.spec)
+  data = input_pipeline.create_train_data(experiment)
   batch = sharding.global_batch(next(data.iterate(0)), experiment.mesh)
-  state, metrics = train.compile_train_step(experiment, tx)(state, batch)
+  state, metrics = train_step.compile_train_step(experiment, tx)(state, batch)
   return jax.device_get(state.weights), float(metrics['loss'])
 
 

@@ -7,7 +7,10 @@ import tensorflow as tf
 
 from configs import base
 from spatialmix_jax import augment
+from spatialmix_jax import batch_mixing
 from spatialmix_jax import experiment as experiment_lib
+from spatialmix_jax import image_preprocessing
+from spatialmix_jax import tasks
 
 import resume_check
 
@@ -32,7 +35,7 @@ def test_mixed_labels_are_distributions_weighted_like_the_pixels(mixup_alpha, cu
   config = _augment_config(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
   kinds = set()
   for step in range(12):
-    mixed, soft = augment.mix_batch(images, labels, augment.batch_seed(0, step), config, n)
+    mixed, soft = batch_mixing.mix_batch(images, labels, batch_mixing.batch_seed(0, step), config, n)
     mixed, soft = mixed.numpy(), soft.numpy()
     np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-6)
     for i in range(n):
@@ -57,9 +60,9 @@ def test_mixed_labels_are_distributions_weighted_like_the_pixels(mixup_alpha, cu
 
 def _randaugment_fn(config):
   image = tf.cast(tf.random.stateless_uniform([32, 32, 3], [7, 7], 0, 256, tf.int32), tf.uint8)
-  fn = tf.function(lambda seed, index: augment.train_image(
+  fn = tf.function(lambda seed, index: image_preprocessing.train_image(
       image, tf.stack([seed, index]), config, fill=(0.49, 0.48, 0.45)))
-  plain = augment.train_image(image, tf.constant([0, 0], tf.int64), _augment_config())
+  plain = image_preprocessing.train_image(image, tf.constant([0, 0], tf.int64), _augment_config())
   return lambda index, seed=0: fn(tf.constant(seed, tf.int64), tf.constant(index, tf.int64)), plain
 
 
@@ -87,7 +90,7 @@ def test_random_erasing_hits_the_configured_fraction(mode):
   images = tf.fill([n, 32, 32, 3], 0.5)
   config = _augment_config(random_erasing=prob, random_erasing_mode=mode)
   mean, std = (0.4, 0.45, 0.5), (0.2, 0.25, 0.3)
-  erased = augment.random_erase(images, augment.batch_seed(3, 0), config, mean, std).numpy()
+  erased = batch_mixing.random_erase(images, batch_mixing.batch_seed(3, 0), config, mean, std).numpy()
   changed = np.any(erased != 0.5, axis=(1, 2, 3))
   # Binomial std at n = 2000 is ~0.01; every box fits a 32x32 image.
   assert changed.mean() == pytest.approx(prob, abs=0.04)
@@ -151,4 +154,4 @@ def test_torchvision_magnitude_range_and_mixup_needs_labels(tiny_config):
   with pytest.raises(ValueError, match=r'\[0, 30\]'):
     experiment_lib.validate_config(tiny_config)
   with pytest.raises(ValueError, match='mixup/cutmix'):
-    augment.validate(_augment_config(mixup_alpha=0.2), task='unshuffle')
+    augment.validate(_augment_config(mixup_alpha=0.2), tasks.Unshuffle)

@@ -184,7 +184,7 @@ def test_bfloat16_compute_keeps_float32_variables():
 @pytest.mark.parametrize('overrides, match', [
     (dict(name='vit'), 'convmixer.*unshuffle_convmixer.*sep_resnet_cifar.*resnet_imagenet'),
     (dict(spatial_init='gabor'), 'random.*same.*box.*identity.*smooth'),
-    (dict(init='kaiming'), 'torch.*flax'),
+    (dict(init_scheme='kaiming'), 'torch.*flax'),
     (dict(act='swish'), 'gelu.*relu'),
     (dict(depthwise_impl='cuda'), 'auto.*xla'),
     (dict(width=0), 'width.*>= 1'),

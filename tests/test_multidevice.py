@@ -8,22 +8,23 @@ import textwrap
 from conftest import REPO_ROOT
 
 _SCRIPT = textwrap.dedent('''
+    import dataclasses
     import jax, numpy as np
     from jax.sharding import Mesh
     from configs import default
     from spatialmix_jax import experiment as experiment_lib, input_pipeline, sharding
-    from spatialmix_jax import train, train_state
+    from spatialmix_jax import train_state, train_step
     assert jax.device_count() == 8
     config = default.get_config()
     config.model.width, config.model.depth, config.batch_size = 16, 2, 32
     losses = []
     for devices in (jax.devices()[:1], jax.devices()):
-      experiment = experiment_lib.create_experiment(config)
-      experiment.mesh = Mesh(np.asarray(devices), (sharding.DATA_AXIS,))
-      data = input_pipeline.create_train_data(config, experiment.builder, experiment.spec)
+      experiment = dataclasses.replace(experiment_lib.create_experiment(config),
+                                       mesh=Mesh(np.asarray(devices), (sharding.DATA_AXIS,)))
+      data = input_pipeline.create_train_data(experiment)
       tx, _ = train_state.create_optimizer(experiment, 10, data.steps_per_epoch)
       state = train_state.init_state(experiment, tx)
-      step = train.compile_train_step(experiment, tx)
+      step = train_step.compile_train_step(experiment, tx)
       batches = data.iterate(0)
       for _ in range(3):  # the third loss depends on two updates and BatchNorm statistics
         state, metrics = step(state, sharding.global_batch(next(batches), experiment.mesh))
@@ -31,7 +32,7 @@ _SCRIPT = textwrap.dedent('''
     print('LOSSES', *losses)
     config.batch_size = 20
     try:
-      input_pipeline.create_train_data(config, experiment.builder, experiment.spec)
+      input_pipeline.create_train_data(experiment)
     except ValueError as e:
       print('ERROR', e)
 ''')

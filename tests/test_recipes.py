@@ -18,6 +18,7 @@ from spatialmix_jax import optimizers
 from spatialmix_jax import sweep
 from spatialmix_jax import train
 from spatialmix_jax import train_state
+from spatialmix_jax import train_step
 
 
 def _batch(config, n, seed=0):
@@ -29,7 +30,7 @@ def _batch(config, n, seed=0):
 def _one_step(experiment, batch):
   tx, _ = train_state.create_optimizer(experiment, total_steps=10, steps_per_epoch=10)
   state = train_state.init_state(experiment, tx)
-  step = jax.jit(lambda s, b: train.train_step(s, b, experiment=experiment, tx=tx))
+  step = jax.jit(lambda s, b: train_step.train_step(s, b, experiment=experiment, tx=tx))
   return step(state, batch)
 
 
@@ -175,7 +176,7 @@ def test_recipe_configs_validate_and_carry_the_recipe():
     ('grad_accum_steps', 3, 'does not divide the per-device batch 32'),
     ('grad_accum_steps', 0, 'grad_accum_steps must be an integer >= 1'),
     ('dtype', 'float16', 'float32.*bfloat16'),
-    ('model.init', 'kaiming', 'torch.*flax'),
+    ('model.init_scheme', 'kaiming', 'torch.*flax'),
 ])
 def test_bad_recipe_setting_is_a_one_line_error(tiny_config, field, value, match):
   sweep.set_field(tiny_config, field, value)

@@ -47,7 +47,7 @@ def test_coverage_grows_with_the_number_of_random_filters():
 def test_smoothing_shrinks_coverage():
   random = spectral.coverage(spectral.envelope(spectral.random_bank(64, 8), 64))
   smooth = spectral.coverage(spectral.envelope(
-      spectral.random_bank(64, 8, family='smooth', smooth_sigma=2.0), 64))
+      spectral.random_bank(64, 8, spatial_init='smooth', smooth_sigma=2.0), 64))
   assert smooth < 0.5 * random
 
 

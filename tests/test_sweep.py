@@ -12,6 +12,7 @@ import ml_collections
 import pytest
 
 from spatialmix_jax import experiment as experiment_lib
+from spatialmix_jax import records
 from spatialmix_jax import report
 from spatialmix_jax import sweep
 
@@ -101,7 +102,7 @@ def test_two_cell_sweep_runs_resumes_and_reports(tiny_config, tmp_path):
 
 def test_report_groups_seeds_into_mean_and_std():
   rows = [{'mode': 'full', 'seed': s, 'test_accuracy': a} for s, a in ((0, 0.5), (1, 0.7))]
-  stats = report.group(rows, ['mode'], 'test_accuracy')
+  stats = records.group(rows, ['mode'], 'test_accuracy')
   mean, std, n = stats[('full',)]
   assert (mean, n) == (pytest.approx(0.6), 2)
   assert std == pytest.approx(0.1414213, rel=1e-5)  # sample std over seeds

@@ -62,7 +62,7 @@ def test_resume_reads_the_same_batches(tiny_config):
   config.augment.crop_padding = 2
   config.augment.flip = True
   experiment = experiment_lib.create_experiment(config)
-  data = input_pipeline.create_train_data(config, experiment.builder, experiment.spec)
+  data = input_pipeline.create_train_data(experiment)
   steps = data.steps_per_epoch + 3  # across an epoch boundary
   from_start = [b['image'] for _, b in zip(range(steps), data.iterate(0))]
   resumed = [b['image'] for _, b in zip(range(5), data.iterate(steps - 5))]
@@ -77,7 +77,7 @@ def test_eval_counts_every_example_once(tiny_config):
   config.eval_batch_size = 16
   with tfds.testing.mock_data(num_examples=37):
     experiment = experiment_lib.create_experiment(config)
-    eval_data = input_pipeline.create_eval_data(config, experiment.builder, experiment.spec)
+    eval_data = input_pipeline.create_eval_data(experiment)
     batches = list(eval_data.iterate())
   assert len(batches) == 3
   assert sum(b['mask'].sum() for b in batches) == 37

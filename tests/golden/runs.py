@@ -73,7 +73,7 @@ def configs():
   # Spelled out, so that a change of the PGD defaults does not change this record.
   config.eval.pgd_steps = 2
   config.eval.pgd_step_size = 5.0
-  config.eval.pgd_random_start = True
+  config.eval.pgd_variant = 'madry'
   runs['convmixer_adversarial_attacked'] = config
   return runs
 

@@ -229,6 +229,8 @@ def main():
     return
   if not args.out:
     parser.error('--out is required')
+  if args.quick and args.update_auto_table:
+    parser.error('--quick numbers are a smoke test, not for the auto table')
   reps = 3 if args.quick else 10
   backend = jax.default_backend()
   impls = args.impls.split(',') if args.impls else _default_impls(backend)

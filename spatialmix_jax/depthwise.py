@@ -87,7 +87,8 @@ def auto_table():
 
 
 def shape_class(x_shape, kernel_shape):
-  """The regime a conv falls in, the key of the auto table's rows (shapes unknown: small)."""
+  """The auto table's row for a conv: 'depth_multiplier' (d > 1), else 'large_kernel'
+  (k >= 7) or 'small_kernel'; 'small_kernel' when the shapes are unknown."""
   if kernel_shape is None or x_shape is None:
     return 'small_kernel'
   if kernel_shape[-1] > x_shape[-1]:

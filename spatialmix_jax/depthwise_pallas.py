@@ -39,7 +39,7 @@ class Tiling(NamedTuple):
   power_of_two: bool  # Triton: every loaded or stored tile must have 2^n elements
   max_rows: int  # output rows per program; 0: all rows of the image
   block_bytes: int  # images are grouped until the padded input block reaches this; 0: one
-  upcast_in_memory: bool  # cast inputs to float32 before the kernel, not after each load
+  float32_in_memory: bool  # kernels read and write float32, casts are done outside
 
 
 TILINGS = {
@@ -47,14 +47,16 @@ TILINGS = {
     # one image x 8 output rows x 64 channels per program keeps many programs in flight
     # (B128 16x16 C128 gives 512). Tiles are (width, channels) with both powers of two.
     'gpu': Tiling(max_channel_block=64, power_of_two=True, max_rows=8, block_bytes=0,
-                  upcast_in_memory=False),
+                  float32_in_memory=False),
     # Mosaic copies each program's whole input block into VMEM (double-buffered), so all
     # rows of an image are done by one program and images are grouped up to 2 MiB blocks
     # to amortise the per-step cost. Channels fill the 128 lanes; the width is padded to a
     # multiple of the 8 sublanes. Reading a tap's row slice starts at an unaligned sublane
-    # offset, which Mosaic supports for 32-bit types only, hence float32 in memory.
+    # offset, which Mosaic supports for 32-bit types only, hence float32 in memory (and
+    # for the outputs, so that no Ref has a packed 16-bit tiling); the casts fuse into the
+    # XLA pad and crop around the kernels.
     'tpu': Tiling(max_channel_block=128, power_of_two=False, max_rows=0,
-                  block_bytes=2 << 20, upcast_in_memory=True),
+                  block_bytes=2 << 20, float32_in_memory=True),
 }
 # Interpret mode has no hardware constraints; it runs the GPU tiling, the one with the
 # most programs and padding, so that CPU tests exercise the block indexing hardest.
@@ -82,6 +84,11 @@ def _round_up(n, multiple):
 
 def _largest_divisor(n, limit):
   return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def _same_pads(k):
+  """(before, after) of lax's stride-1 'SAME' padding: the extra one goes after."""
+  return (k - 1) // 2, k // 2
 
 
 def _tiling(backend):
@@ -142,7 +149,7 @@ def _pad_input(a, pads_h, pads_w, k_w, blocks, dtype):
 
 
 def _memory_dtype(dtype, tiling):
-  return jnp.float32 if tiling.upcast_in_memory else dtype
+  return jnp.float32 if tiling.float32_in_memory else dtype
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,8 +181,8 @@ def _kernel_grad_kernel(a_ref, g_ref, partial_ref, *, k_h, k_w):
   first_row = pl.program_id(1) * rows
   for p in range(k_h):
     for q in range(k_w):
-      # One (width, channels) accumulator per tap, summed over j once at the end: the
-      # cross-row reduction is the slow one on both backends.
+      # One (width, channels) accumulator per tap, summed over the width once at the
+      # end: a reduction across a tile's rows costs more than the adds it replaces.
       def image(b, acc, p=p, q=q):
         def row(i, acc):
           window = a_ref[b, first_row + i + p, pl.ds(q, width), :].astype(jnp.float32)
@@ -212,7 +219,7 @@ def _correlate(a, taps, pads_h, pads_w, out_dtype, backend):
   out = pl.pallas_call(
       functools.partial(_correlate_kernel, k_h=k_h, k_w=k_w),
       out_shape=jax.ShapeDtypeStruct((n, h, blocks.width, blocks.padded_channels),
-                                     out_dtype),
+                                     _memory_dtype(out_dtype, tiling)),
       grid=grid,
       in_specs=[a_spec, pl.BlockSpec((k_h * k_w, blocks.channels), lambda b, r, c: (0, c))],
       out_specs=pl.BlockSpec((blocks.images, blocks.rows, blocks.width, blocks.channels),
@@ -221,7 +228,7 @@ def _correlate(a, taps, pads_h, pads_w, out_dtype, backend):
       interpret=backend not in TILINGS,
       name='depthwise_correlate',
   )(a_pad, taps)
-  return out[:, :, :w, :c]
+  return out[:, :, :w, :c].astype(out_dtype)
 
 
 def _kernel_grad(x, g, k_h, k_w, backend):
@@ -250,11 +257,6 @@ def _kernel_grad(x, g, k_h, k_w, backend):
       name='depthwise_kernel_grad',
   )(x_pad, g_pad)
   return partials.sum(axis=(0, 1))[:, :c].reshape(k_h, k_w, c)
-
-
-def _same_pads(k):
-  """(before, after) of lax's stride-1 'SAME' padding: the extra one goes after."""
-  return (k - 1) // 2, k // 2
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

@@ -1,17 +1,26 @@
 """Times every depthwise implementation (and PyTorch, if importable) on the project's shapes.
 
-  python benchmarks/depthwise_ops.py [--quick] [--threads 2] --out FILE.json
+  python benchmarks/depthwise_ops.py [--quick] [--threads 2] --out FILE.json [--update-auto-table]
+  python benchmarks/depthwise_ops.py --auto-table-from FILE.json
 
 Columns: forward; forward + both gradients (training a learned spatial mixer); forward +
 input gradient only (a spatial mixer frozen at init, as in the paper's frozen-spatial runs).
 Milliseconds, median over repetitions after a warm-up call.
+
+`--update-auto-table` then writes this backend's fwd+bwd numbers into the table that
+depthwise impl 'auto' reads (spatialmix_jax/depthwise_auto.json, package data);
+`--auto-table-from` does the same from an earlier results file without timing anything.
+Each shape class's number is the sum over the benchmark shapes in that class.
 """
 
 import argparse
+import collections
+import datetime
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -19,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+sys.path.insert(0, ROOT)
 from spatialmix_jax import depthwise  # pylint: disable=g-import-not-at-top
 
 # name: (batch, height, width, channels, k, depth multiplier, stride)
@@ -29,6 +39,27 @@ SHAPES = {
     'R1': (128, 32, 32, 16, 3, 9, 1),  # separable ResNet, first stage
     'R2': (128, 32, 32, 32, 3, 9, 2),  # separable ResNet, downsampling block
 }
+
+
+def _conv_shapes(shape):
+  """(x shape, kernel shape, stride) of a SHAPES entry."""
+  n, h, w, c, k, d, s = shape
+  return (n, h, w, c), (k, k, 1, c * d), s
+
+
+def _default_impls(backend):
+  # 'native' is CPU only; 'pallas' runs interpreted on CPU, a test path, not a contender.
+  skip = 'pallas' if backend == 'cpu' else 'native'
+  return tuple(i for i in depthwise.IMPLS if i != skip) + ('torch',)
+
+
+def _cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next((line.split(':', 1)[1].strip() for line in f
+                   if line.startswith('model name')), None)
+  except OSError:
+    return None
 
 
 def _median_ms(fn, reps):
@@ -109,6 +140,74 @@ def _torch_rows(torch, shape, reps):
           'fwd_bwd_x_ms': _median_ms(only_x, reps)}
 
 
+def _commit_date(path):
+  """Date of the last commit touching `path`, or None outside a git checkout."""
+  try:
+    out = subprocess.run(['git', 'log', '-1', '--format=%cs', '--', os.path.abspath(path)],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=30)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip() or None
+
+
+def auto_table_entry(results, source):
+  """One backend's entry of the 'auto' table, from a results dict read from `source`."""
+  meta = results['meta']
+  if meta.get('quick'):
+    raise ValueError(f'{source} is a --quick smoke run; the auto table needs a full run.')
+  shapes = collections.defaultdict(set)  # class -> benchmark shape names
+  times = collections.defaultdict(lambda: collections.defaultdict(dict))  # class, impl
+  for r in results['records']:
+    if r['impl'] not in depthwise.IMPLS or r.get('dtype', 'float32') != 'float32':
+      continue
+    dims = r['dims']
+    x_shape, kernel_shape, _ = _conv_shapes(tuple(dims[k] for k in (
+        'batch', 'height', 'width', 'channels', 'k', 'depth_multiplier', 'stride')))
+    name = depthwise.shape_class(x_shape, kernel_shape)
+    shapes[name].add(r['shape'])
+    times[name][r['impl']][r['shape']] = r['fwd_bwd_ms']
+  classes = {}
+  for name in sorted(shapes):
+    # An impl enters a class only if it was timed on every shape of it (pallas skips the
+    # strided ones): a partial sum would look faster than it is.
+    classes[name] = {'shapes': sorted(shapes[name]), 'fwd_bwd_ms': {
+        impl: round(sum(per_shape.values()), 1) for impl, per_shape in times[name].items()
+        if set(per_shape) == shapes[name]}}
+  date = meta.get('date')
+  provenance = {
+      'source': os.path.relpath(os.path.abspath(source), ROOT),
+      'date': date or _commit_date(source),
+      'date_is': 'of the run' if date else 'of the last commit of the source file',
+      'reps': max(r['reps'] for r in results['records']),
+      **{k: meta[k] for k in ('backend', 'device_kind', 'cpu_model', 'machine', 'cpu_count',
+                              'jax', 'load_average_before_after') if meta.get(k) is not None},
+  }
+  return {'provenance': provenance, 'shape_classes': classes}
+
+
+def update_auto_table(results_path, table_path=None):
+  """Replaces the results' backend entry of the auto table; returns the new table."""
+  table_path = table_path or os.path.join(ROOT, 'spatialmix_jax', 'depthwise_auto.json')
+  with open(results_path) as f:
+    results = json.load(f)
+  try:
+    with open(table_path) as f:
+      backends = json.load(f)['backends']
+  except FileNotFoundError:
+    backends = {}
+  backends[results['meta']['backend']] = auto_table_entry(results, results_path)
+  table = {'about': (
+      "fwd+bwd milliseconds (float32) of each depthwise impl, per JAX backend and shape "
+      "class (depthwise.shape_class), summed over the benchmark shapes listed; written by "
+      "benchmarks/depthwise_ops.py. impl 'auto' picks the fastest impl that can run the "
+      "conv, and 'xla' on a backend not listed here."),
+           'backends': dict(sorted(backends.items()))}
+  with open(table_path, 'w') as f:
+    json.dump(table, f, indent=1)
+    f.write('\n')
+  return table
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,12 +216,24 @@ def main():
   # XLA:CPU always uses one thread per core; match PyTorch to it on a 2-core machine.
   parser.add_argument('--threads', type=int, default=2,
                       help='PyTorch intra-op threads (XLA uses one per core)')
-  parser.add_argument('--out', required=True)
+  parser.add_argument('--out', help='results JSON (required unless --auto-table-from)')
   parser.add_argument('--shapes', default=','.join(SHAPES))
-  parser.add_argument('--impls', default=','.join(depthwise.IMPLS + ('torch',)))
+  parser.add_argument('--impls', help='comma-separated; default: what this backend runs')
+  parser.add_argument('--update-auto-table', action='store_true',
+                      help="write this run's numbers into spatialmix_jax/depthwise_auto.json")
+  parser.add_argument('--auto-table-from', metavar='RESULTS.json',
+                      help='only rebuild the auto table entry from an earlier results file')
   args = parser.parse_args()
+  if args.auto_table_from:
+    update_auto_table(args.auto_table_from)
+    return
+  if not args.out:
+    parser.error('--out is required')
+  if args.quick and args.update_auto_table:
+    parser.error('--quick numbers are a smoke test, not for the auto table')
   reps = 3 if args.quick else 10
-  impls = args.impls.split(',')
+  backend = jax.default_backend()
+  impls = args.impls.split(',') if args.impls else _default_impls(backend)
   try:
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(args.threads)
@@ -141,6 +252,12 @@ def main():
           continue
         row = _torch_rows(torch, shape, reps)
       else:
+        try:
+          depthwise.resolve_impl(impl, *_conv_shapes(shape)[:2], backend,
+                                 _conv_shapes(shape)[2])
+        except (RuntimeError, ValueError) as e:
+          print(f'{name:6} {impl:6} skipped: {e}', flush=True)
+          continue
         row = _jax_rows(shape, impl, reps)
       print(f'{name:6} {impl:6} {row["fwd_ms"]:9.2f} {row["fwd_bwd_ms"]:11.2f} '
             f'{row["fwd_bwd_x_ms"]:10.2f}  {shape}', flush=True)
@@ -149,18 +266,22 @@ def main():
           shape)), 'impl': impl, 'dtype': 'float32', 'reps': reps, **row})
 
   meta = {
-      'torch_threads': args.threads, 'jax': jax.__version__, 'backend': jax.default_backend(),
+      'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d'),
+      'device_kind': jax.devices()[0].device_kind, 'cpu_model': _cpu_model(),
+      'torch_threads': args.threads, 'jax': jax.__version__, 'backend': backend,
       'torch': torch.__version__ if torch else None, 'machine': platform.processor() or
       platform.machine(), 'cpu_count': os.cpu_count(), 'quick': args.quick,
       # Other jobs on a shared machine inflate every row; kept to judge the numbers.
       'load_average_before_after': [load_before[0], os.getloadavg()[0]],
-      'auto': {n: depthwise.resolve_impl('auto', (s[0], s[1], s[2], s[3]),
-                                         (s[4], s[4], 1, s[3] * s[5]), 'cpu')
+      'auto': {n: depthwise.resolve_impl('auto', *_conv_shapes(s)[:2], backend,
+                                         _conv_shapes(s)[2])
                for n, s in SHAPES.items()},
   }
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump({'meta': meta, 'records': records}, f, indent=1)
+  if args.update_auto_table:
+    update_auto_table(args.out)
 
 
 if __name__ == '__main__':

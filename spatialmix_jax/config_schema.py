@@ -49,7 +49,7 @@ def get_config():
   config.model.spatial_init = 'random'
   config.model.smooth_sigma = 1.0  # Gaussian low-pass strength of `smooth`, in pixels
   config.model.init_scheme = 'torch'  # torch: U(±1/sqrt(fan_in)) as in PyTorch; flax: lecun normal
-  config.model.depthwise_impl = 'auto'  # auto | xla | shift | fft
+  config.model.depthwise_impl = 'auto'  # auto | xla | shift | fft | native | pallas
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adamw'  # adamw | sgd

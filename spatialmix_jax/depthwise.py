@@ -20,29 +20,37 @@ Implementations (all agree with 'xla' in value and in both gradients):
            the project's cache folder. Where that fails (no compiler, no headers,
            non-CPU backend) 'auto' never picks it and asking for it explicitly raises with
            the compiler's message.
+* 'pallas': Pallas kernels for GPU (Triton) and TPU (Mosaic), stride 1 only
+           (`depthwise_pallas.py`); elsewhere they run in interpret mode, for tests.
+
+'auto' takes the fastest implementation this backend can run according to the measured
+table `depthwise_auto.json` (see `auto_table`), and 'xla' on a backend the table lacks.
 
 Arithmetic is float32 whatever the input dtype; the result has the inputs' dtype.
 """
 
 import functools
+import json
+import os
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 
 from spatialmix_jax import depthwise_native
+from spatialmix_jax import depthwise_pallas
 
-IMPLS = ('xla', 'shift', 'fft', 'native')
+IMPLS = ('xla', 'shift', 'fft', 'native', 'pallas')
 
 # Working-set budget (bytes of one batch chunk of padded x plus output gradient) for the
 # scanned kernel gradient: half of the 1 MiB per-core L2 of the machines measured here.
 _DW_CHUNK_BYTES = 1 << 19
 
 
-def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None):
+def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None, stride=1):
   """Returns the concrete implementation name for `impl` ('auto' or one of IMPLS)."""
   if impl == 'auto':
-    return _auto_impl(x_shape, kernel_shape, backend)
+    return _auto_impl(x_shape, kernel_shape, backend or jax.default_backend(), stride)
   if impl not in IMPLS:
     raise ValueError(
         f'Unknown depthwise_impl {impl!r}; choose one of {("auto",) + IMPLS}.')
@@ -51,28 +59,31 @@ def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None):
       raise ValueError(f"depthwise_impl 'native' is CPU-only; backend is {backend!r}.")
     if not depthwise_native.available():
       raise RuntimeError(f"depthwise_impl 'native' is unavailable: {depthwise_native.error()}")
+  if impl == 'pallas' and x_shape is not None and kernel_shape is not None:
+    reason = depthwise_pallas.unsupported_reason(x_shape, kernel_shape, stride,
+                                                 backend or jax.default_backend())
+    if reason:
+      raise ValueError(reason)
   return impl
 
 
-# fwd+bwd milliseconds on XLA:CPU (float32, 2 cores, AVX-512) from
-# `benchmarks/depthwise_ops.py`; the full table, with forward-only, frozen-kernel and
-# PyTorch rows, is benchmarks/results/depthwise_ops_cpu.json. That run shared the machine
-# with other jobs (load average 5-8 on 2 cores), which inflates every number, but the
-# ranking within a row is what 'auto' uses: on CPU it takes the fastest available
-# implementation of the nearest measured regime.
-_CPU_FWD_BWD_MS = {
-    # d == 1, k <= 6: S1 = B128 16x16 C128 k5 (ConvMixer, patch 2).
-    'small_kernel': {'xla': 2050, 'shift': 214, 'fft': 417, 'native': 63},
-    # d == 1, k >= 7: S2 = B64 32x32 C128 k8 (the paper's CIFAR ConvMixer).
-    'large_kernel': {'xla': 12572, 'shift': 967, 'fft': 900, 'native': 218},
-    # d > 1: separable-ResNet blocks, R1 + R2 = B128 32x32 k3 d9 at C16 stride 1 plus C32
-    # stride 2 ('fft' wins the first but loses the strided one by more: it computes at
-    # full resolution).
-    'depth_multiplier': {'xla': 20687, 'shift': 1163, 'fft': 1681, 'native': 219},
-}
+_AUTO_TABLE = os.path.join(os.path.dirname(__file__), 'depthwise_auto.json')
 
 
-def _cpu_regime(kernel_shape, x_shape):
+@functools.cache
+def auto_table():
+  """Measured fwd+bwd ms per backend, shape class and impl, with their provenance.
+
+  Written by `benchmarks/depthwise_ops.py --update-auto-table` from its results file;
+  shipped as package data. 'auto' never uses a number that is not in it.
+  """
+  with open(_AUTO_TABLE) as f:
+    return json.load(f)
+
+
+def shape_class(x_shape, kernel_shape):
+  """The auto table's row for a conv: 'depth_multiplier' (d > 1), else 'large_kernel'
+  (k >= 7) or 'small_kernel'; 'small_kernel' when the shapes are unknown."""
   if kernel_shape is None or x_shape is None:
     return 'small_kernel'
   if kernel_shape[-1] > x_shape[-1]:
@@ -80,15 +91,23 @@ def _cpu_regime(kernel_shape, x_shape):
   return 'large_kernel' if max(kernel_shape[:2]) >= 7 else 'small_kernel'
 
 
-def _auto_impl(x_shape, kernel_shape, backend):
-  if backend not in (None, 'cpu'):
-    # Unmeasured on GPU/TPU: the vendor grouped-conv kernels are the safe default there.
+def _auto_impl(x_shape, kernel_shape, backend, stride):
+  row = auto_table()['backends'].get(backend, {}).get('shape_classes', {}).get(
+      shape_class(x_shape, kernel_shape))
+  if row is None:
+    # Nothing measured here (GPU and TPU so far): the stock op is the safe default.
     return 'xla'
-  timings = _CPU_FWD_BWD_MS[_cpu_regime(kernel_shape, x_shape)]
-  candidates = [i for i in IMPLS if timings.get(i) is not None]
-  if 'native' in candidates and not depthwise_native.available():
-    candidates.remove('native')
-  return min(candidates, key=timings.get)
+  timings = row['fwd_bwd_ms']
+
+  def runnable(impl):
+    try:
+      resolve_impl(impl, x_shape, kernel_shape, backend, stride)
+    except (RuntimeError, ValueError):
+      return False
+    return True
+
+  return min((i for i in IMPLS if i in timings and runnable(i)), key=timings.get,
+             default='xla')
 
 
 def _same_pads(size, k, stride):
@@ -288,7 +307,7 @@ def depthwise_conv(x, kernel, *, stride=1, impl='auto'):
     raise ValueError(
         f'Depthwise kernel shape {kernel.shape} does not fit {channels} input channels; '
         'expected (k, k, 1, channels * depth_multiplier).')
-  impl = resolve_impl(impl, x.shape, kernel.shape, jax.default_backend())
+  impl = resolve_impl(impl, x.shape, kernel.shape, jax.default_backend(), int(stride))
   if impl == 'shift':
     return _shift_depthwise(x, kernel, int(stride))
   if impl == 'fft':
@@ -298,4 +317,6 @@ def depthwise_conv(x, kernel, *, stride=1, impl='auto'):
     out_h, lo_h, _ = _same_pads(h, k_h, stride)
     out_w, lo_w, _ = _same_pads(wd, k_w, stride)
     return depthwise_native.depthwise(x, kernel, int(stride), (out_h, out_w), (lo_h, lo_w))
+  if impl == 'pallas':
+    return depthwise_pallas.depthwise_conv_pallas(x, kernel, stride=int(stride))
   return _xla_depthwise(x, kernel, stride)

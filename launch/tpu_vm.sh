@@ -216,30 +216,38 @@ main() {
   NAME='' ZONE='' PROJECT='' ACCELERATOR='' RUNTIME='' SPOT=0 BUCKET='' CONFIG='' WORKDIR=''
   DATA_DIR='' REPO='' REF='' PYTHON=python3.11 WORKER=0 LINES=100 FOLLOW=0 YES=0
   POLL_SECONDS=30 WAIT_SECONDS=3600 OVERRIDES=()
+  local flag
   while (($#)); do
-    case $1 in
+    flag=$1
+    # `--flag value` as well as `--flag=value`, as gcloud accepts both.
+    if [[ $flag =~ ^--(name|zone|project|accelerator|runtime|bucket|config|workdir|data-dir|repo|ref|python|worker|lines|poll-seconds|wait-seconds)$ ]]; then
+      (($# >= 2)) || die "$flag needs a value"
+      shift
+      flag="$flag=$1"
+    fi
+    case $flag in
       --) shift; OVERRIDES=("$@"); break ;;
       --dry-run) DRY_RUN=1 ;;
       --spot) SPOT=1 ;;
       --follow) FOLLOW=1 ;;
       --yes) YES=1 ;;
-      --name=*) NAME=${1#*=} ;;
-      --zone=*) ZONE=${1#*=} ;;
-      --project=*) PROJECT=${1#*=} ;;
-      --accelerator=*) ACCELERATOR=${1#*=} ;;
-      --runtime=*) RUNTIME=${1#*=} ;;
-      --bucket=*) BUCKET=${1#*=} ;;
-      --config=*) CONFIG=${1#*=} ;;
-      --workdir=*) WORKDIR=${1#*=} ;;
-      --data-dir=*) DATA_DIR=${1#*=} ;;
-      --repo=*) REPO=${1#*=} ;;
-      --ref=*) REF=${1#*=} ;;
-      --python=*) PYTHON=${1#*=} ;;
-      --worker=*) WORKER=${1#*=} ;;
-      --lines=*) LINES=${1#*=} ;;
-      --poll-seconds=*) POLL_SECONDS=${1#*=} ;;
-      --wait-seconds=*) WAIT_SECONDS=${1#*=} ;;
-      *) die "unknown flag '$1' (flags take --flag=value)" ;;
+      --name=*) NAME=${flag#*=} ;;
+      --zone=*) ZONE=${flag#*=} ;;
+      --project=*) PROJECT=${flag#*=} ;;
+      --accelerator=*) ACCELERATOR=${flag#*=} ;;
+      --runtime=*) RUNTIME=${flag#*=} ;;
+      --bucket=*) BUCKET=${flag#*=} ;;
+      --config=*) CONFIG=${flag#*=} ;;
+      --workdir=*) WORKDIR=${flag#*=} ;;
+      --data-dir=*) DATA_DIR=${flag#*=} ;;
+      --repo=*) REPO=${flag#*=} ;;
+      --ref=*) REF=${flag#*=} ;;
+      --python=*) PYTHON=${flag#*=} ;;
+      --worker=*) WORKER=${flag#*=} ;;
+      --lines=*) LINES=${flag#*=} ;;
+      --poll-seconds=*) POLL_SECONDS=${flag#*=} ;;
+      --wait-seconds=*) WAIT_SECONDS=${flag#*=} ;;
+      *) die "unknown flag '$flag'" ;;
     esac
     shift
   done

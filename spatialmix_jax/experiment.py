@@ -57,6 +57,8 @@ def validate_config(config):
            f'task {config.task!r} needs a model that returns {task_class.model_output}, but '
            f'{config.model.name!r} returns {output}: choose one of '
            f'{[n for n, e in models.MODELS.items() if e.output == task_class.model_output]}.')
+  freezing.frozen_collections(config.mode, models.get_entry(config.model.name).collections,
+                              config.frozen_collections)
   optimizers.validate(config.optimizer)
   augment.validate(config.augment, task_class)
   attacks.validate_config(config, task_class)
@@ -104,6 +106,10 @@ def create_experiment(config):
   variable_shapes = jax.eval_shape(
       lambda: model.init({'params': jax.random.PRNGKey(0)}, dummy, train=False))
   collections = tuple(sorted(c for c in variable_shapes if c != 'batch_stats'))
+  declared = models.get_entry(config.model.name).collections
+  if collections != declared:
+    raise RuntimeError(f'{config.model.name} has collections {collections}, but models.py '
+                       f'declares {declared}: correct its registry entry.')
   frozen = freezing.frozen_collections(config.mode, collections, config.frozen_collections)
   return Experiment(config, spec, shape, task, model, sharding.create_mesh(), collections,
                     frozen)

@@ -30,22 +30,31 @@ class Entry:
   module: Callable  # the Linen class, or a partial of it
   fields: tuple  # config.model fields passed to it by name
   output: str  # 'logits' (classification) or 'image' (un-shuffling), matched by tasks.py
+  # Its weight collections, known before it is built so that a mode it cannot be trained in is
+  # an error up front; create_experiment checks them against the built model.
+  collections: tuple
 
 
 _CONVMIXER_FIELDS = ('width', 'depth', 'kernel_size', 'patch_size', 'act')
 _RESNET_FIELDS = ('depth', 'kernel_size', 'depth_multiplier', 'width_multiplier')
+_CONVMIXER_COLLECTIONS = ('channel', 'params', 'spatial', 'stem')
+_SEPARABLE_RESNET_COLLECTIONS = ('channel', 'params', 'spatial')
+
+
+def _resnet(imagenet, separable):
+  return Entry(functools.partial(resnet.PreActResNet, imagenet=imagenet, separable=separable),
+               _RESNET_FIELDS, 'logits',
+               _SEPARABLE_RESNET_COLLECTIONS if separable else ('params',))
+
 
 MODELS = {
-    'convmixer': Entry(convmixer.ConvMixer, _CONVMIXER_FIELDS, 'logits'),
-    'unshuffle_convmixer': Entry(convmixer.UnshuffleConvMixer, _CONVMIXER_FIELDS, 'image'),
-    'sep_resnet_cifar': Entry(functools.partial(resnet.PreActResNet, imagenet=False,
-                                                separable=True), _RESNET_FIELDS, 'logits'),
-    'sep_resnet_imagenet': Entry(functools.partial(resnet.PreActResNet, imagenet=True,
-                                                   separable=True), _RESNET_FIELDS, 'logits'),
-    'resnet_cifar': Entry(functools.partial(resnet.PreActResNet, imagenet=False,
-                                            separable=False), _RESNET_FIELDS, 'logits'),
-    'resnet_imagenet': Entry(functools.partial(resnet.PreActResNet, imagenet=True,
-                                               separable=False), _RESNET_FIELDS, 'logits'),
+    'convmixer': Entry(convmixer.ConvMixer, _CONVMIXER_FIELDS, 'logits', _CONVMIXER_COLLECTIONS),
+    'unshuffle_convmixer': Entry(convmixer.UnshuffleConvMixer, _CONVMIXER_FIELDS, 'image',
+                                 _CONVMIXER_COLLECTIONS),
+    'sep_resnet_cifar': _resnet(imagenet=False, separable=True),
+    'sep_resnet_imagenet': _resnet(imagenet=True, separable=True),
+    'resnet_cifar': _resnet(imagenet=False, separable=False),
+    'resnet_imagenet': _resnet(imagenet=True, separable=False),
 }
 MODEL_NAMES = tuple(MODELS)
 

@@ -13,7 +13,6 @@ give the same document, and new results can overturn a verdict. A grid that has 
 turns its claims into "not measured" instead of failing.
 """
 
-import json
 import os
 import sys
 

@@ -14,7 +14,6 @@ split between the two mixers rather than frozen as a whole (it has no `stem` col
 The plain form keeps every weight in `params`.
 """
 
-import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn

@@ -12,7 +12,6 @@ import numpy as np
 from absl import logging
 from etils import epath
 from clu import metric_writers
-from clu import periodic_actions
 
 from spatialmix_jax import checkpointing
 from spatialmix_jax import eval_loop
@@ -20,6 +19,7 @@ from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
 from spatialmix_jax import input_pipeline
+from spatialmix_jax import progress
 from spatialmix_jax import sharding
 from spatialmix_jax import tasks
 from spatialmix_jax import train_state
@@ -109,30 +109,44 @@ def train_and_evaluate(config, workdir):
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
     writer.write_hparams({k: v for k, v in _flat(config.to_dict()).items()})
-  p_train_step = train_step.compile_train_step(experiment, tx)
   p_eval_step = eval_loop.compile_eval_step(experiment)
-  progress = periodic_actions.ReportProgress(
-      num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps,
-      every_secs=None)
 
+  clock = progress.LoopClock(start_step, total_steps, config.batch_size)
   batches = train_data.iterate(start_step)
+  ready = None
+  if start_step < total_steps:
+    ready = sharding.global_batch(next(batches), experiment.mesh)
+    clock.charge('input')
+    p_train_step = train_step.compile_train_step(experiment, tx).lower(state, ready).compile()
+    clock.charge_compile()
+    logging.info('Compiled the train step in %.1f s.', clock.compile_seconds)
   pending = []
   last_saved = start_step
   with _PreemptionWatch() as preemption:
     for step in range(start_step + 1, total_steps + 1):
-      batch = sharding.global_batch(next(batches), experiment.mesh)
+      batch = ready if ready is not None else sharding.global_batch(next(batches),
+                                                                   experiment.mesh)
+      ready = None
+      clock.charge('input')
       state, metrics = p_train_step(state, batch)
       pending.append(metrics)
-      progress(step, time.time())
+      clock.charge('compute')
       last_step = step == total_steps
       if step % config.log_every_steps == 0 or last_step:
+        jax.block_until_ready(metrics)  # a step counts as done only when it is
+        clock.charge('compute')
+        rates = clock.report(step)
         sums = jax.tree.map(lambda *xs: np.sum(xs), *jax.device_get(pending))
         pending = []
         _check_finite(sums, step, last_saved)
         means = tasks.averaged(sums)
         scalars = {f'train_{k}': v for k, v in means.items() if k != 'count'}
         scalars['learning_rate'] = float(schedule(step - 1))
-        writer.write_scalars(step, scalars)
+        writer.write_scalars(step, {**scalars, **rates})
+        logging.info('Step %d/%d: %.2f steps/s (%.0f img/s), ETA %.1f min; time on input '
+                     '%.0f%%, compute %.0f%%, host %.0f%%.', step, total_steps,
+                     rates['steps_per_sec'], rates['images_per_sec'], rates['eta_minutes'],
+                     *(100 * rates[f'{part}_fraction'] for part in progress.PARTS))
       preempted = preemption.reached(step)
       if step % config.checkpoint_every_steps == 0 or last_step or preempted:
         if pending:
@@ -148,6 +162,7 @@ def train_and_evaluate(config, workdir):
         results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
         writer.write_scalars(step, {f'test_{k}': v for k, v in results.items()
                                     if k != 'count'})
+      clock.charge('host')
 
   results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
   writer.write_scalars(total_steps, {f'test_{k}': v for k, v in results.items()
@@ -156,6 +171,9 @@ def train_and_evaluate(config, workdir):
   checkpoints.close()
   summary = evaluation.summary(experiment, state, results, total_steps,
                                wall_time_s=time.time() - started)
+  timing = clock.summary(total_steps)
+  if timing is not None:
+    summary['train_timing'] = timing  # steady-state img/s and the loop's time split
   if jax.process_index() == 0:
     experiment.task.save_figure(experiment.model, evaluation.model_variables(state), eval_data,
                                 workdir)

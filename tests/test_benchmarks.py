@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks import flop_model
+from benchmarks import harness
 from benchmarks import throughput
 from spatialmix_jax import datasets
 from spatialmix_jax import freezing
@@ -23,18 +25,18 @@ _WIDE_RESNET = dict(name='sep_resnet_cifar', depth=8, kernel_size=3, depth_multi
 
 
 def _config(model, mode, impl='shift', batch=8):
-  config = throughput.make_config('convmixer_128_4_k8_p1', mode, impl, batch, 'float32')
+  config = harness.make_config('convmixer_128_4_k8_p1', mode, impl, batch, 'float32')
   if model['name'] == 'sep_resnet_cifar':
-    config = throughput.make_config('sep_resnet20_d9', mode, impl, batch, 'float32')
+    config = harness.make_config('sep_resnet20_d9', mode, impl, batch, 'float32')
   config.model.update(model)
   return config
 
 
 def _analytic(config, batch):
-  experiment = throughput.build_experiment(config)
-  layers = throughput.layers_of(config.model, experiment.image_shape,
+  experiment = harness.build_experiment(config)
+  layers = flop_model.layers_of(config.model, experiment.image_shape,
                                 experiment.spec.num_classes, batch)
-  return throughput.analytic_flops(layers, experiment.frozen), experiment
+  return flop_model.analytic_flops(layers, experiment.frozen), experiment
 
 
 @pytest.mark.parametrize('model,mode', [
@@ -47,29 +49,29 @@ def test_analytic_flops_match_xla_cost_analysis(model, mode):
   # turns into a dense conv (C times the FLOPs).
   config = _config(model, mode)
   analytic, experiment = _analytic(config, 8)
-  batch = throughput.random_batch(experiment.spec, 8)
-  compiled, *_ = throughput.compiled_step(experiment, batch)
-  ratio = throughput.xla_flops(compiled) / analytic
+  batch = harness.random_batch(experiment.spec, 8)
+  compiled, *_ = harness.compiled_step(experiment, batch)
+  ratio = harness.xla_flops(compiled) / analytic
   # Missing one gradient (dX or dW of the big pointwise convs) would be off by >= 20 %.
   assert 0.95 <= ratio <= 1.10, ratio
 
 
 def test_frozen_modes_skip_weight_and_input_gradients():
-  layers = [throughput.Layer('a', 'stem', 10), throughput.Layer('b', 'params', 0),
-            throughput.Layer('c', 'spatial', 100), throughput.Layer('d', 'channel', 1000)]
+  layers = [flop_model.Layer('a', 'stem', 10), flop_model.Layer('b', 'params', 0),
+            flop_model.Layer('c', 'spatial', 100), flop_model.Layer('d', 'channel', 1000)]
   # full: stem fwd + dW; c, d fwd + dX + dW.
-  assert throughput.analytic_flops(layers, ()) == 2 * (10 * 2 + 100 * 3 + 1000 * 3)
+  assert flop_model.analytic_flops(layers, ()) == 2 * (10 * 2 + 100 * 3 + 1000 * 3)
   # chans: the stem costs only its forward; c keeps dX (the BatchNorm before it trains).
-  assert throughput.analytic_flops(layers, ('spatial', 'stem')) == 2 * (
+  assert flop_model.analytic_flops(layers, ('spatial', 'stem')) == 2 * (
       10 + 100 * 2 + 1000 * 3)
   # Nothing trainable before c: neither c nor d needs an input gradient.
-  assert throughput.analytic_flops(layers[2:], ('spatial',)) == 2 * (100 + 1000 * 2)
+  assert flop_model.analytic_flops(layers[2:], ('spatial',)) == 2 * (100 + 1000 * 2)
 
 
 def test_conv_macs_of_sep_resnet_stage_widths():
   config = _config(dict(name='sep_resnet_cifar', depth=8, kernel_size=3, depth_multiplier=9,
                         width_multiplier=1), 'full')
-  layers = {l.name: l.macs for l in throughput.layers_of(config.model, (32, 32, 3), 10, 2)}
+  layers = {l.name: l.macs for l in flop_model.layers_of(config.model, (32, 32, 3), 10, 2)}
   assert layers['stem.depthwise'] == 2 * 32 * 32 * 27 * 9
   assert layers['stem.pointwise'] == 2 * 32 * 32 * 27 * 16
   # Stage 2 enters at stride 2: 16x16 outputs, a 1x1 projection shortcut 16 -> 32.
@@ -89,7 +91,7 @@ def test_torch_twin_matches_jax_model(model):
   spec = datasets.get_spec('cifar10')
   for mode in freezing.MODES:
     config = _config(model, mode, impl='xla')
-    experiment = throughput.build_experiment(config)
+    experiment = harness.build_experiment(config)
     variables = experiment.init_variables()
     twin = torch_models.create_model(config.model, num_classes=10, num_channels=3,
                                      mean=spec.mean, std=spec.std)
@@ -101,7 +103,7 @@ def test_torch_twin_matches_jax_model(model):
   # Same weights -> same train-mode logits (batch statistics, even-kernel and stride-2
   # 'SAME' padding, normalisation, head).
   torch_models.load_jax_variables(twin, variables)
-  images = throughput.random_batch(spec, 4)['image']
+  images = harness.random_batch(spec, 4)['image']
   expected, _ = experiment.model.apply(variables, jnp.asarray(images), train=True,
                                        mutable=['batch_stats'])
   twin = twin.to(memory_format=torch.channels_last).train()
@@ -128,8 +130,8 @@ def test_frozen_twin_gets_no_gradients_in_frozen_collections():
 
 
 def test_command_line_writes_a_record_per_row(tmp_path, monkeypatch):
-  monkeypatch.setitem(throughput.MODELS, 'tiny', (
-      throughput.MODELS['convmixer_128_4_k8_p1'][0],
+  monkeypatch.setitem(harness.MODELS, 'tiny', (
+      harness.MODELS['convmixer_128_4_k8_p1'][0],
       dict(name='convmixer', width=8, depth=1, kernel_size=3, patch_size=4)))
   out = tmp_path / 'tp.json'
   throughput.main(['--models', 'tiny', '--modes', 'full,space', '--impls', 'xla',

@@ -90,6 +90,16 @@ def test_dry_run_prints_spot_create_and_runs_nothing(gcloud):
   assert commands[1][3:5] == ['tpu-vm', 'describe']
 
 
+def test_flags_take_their_value_after_a_space_too(gcloud):
+  spaced = []
+  for flag in [*NODE, *CREATE, '--project=p-1']:
+    spaced += flag.split('=', 1)
+  out = _launch('create', *spaced, '--spot', '--dry-run')
+  expected = _launch('create', *NODE, *CREATE, '--project=p-1', '--spot', '--dry-run')
+  assert out.returncode == 0, out.stderr
+  assert out.stdout == expected.stdout and 'v4-32' in out.stdout
+
+
 def test_dry_run_run_targets_all_workers_with_bucket_paths(gcloud):
   out = _launch('run', *NODE, *RUN, '--dry-run', '--', '--config.mode=chans',
                 '--config.model.depth=12')
@@ -195,7 +205,7 @@ def test_delete_needs_yes_and_deletes_only_the_named_node(gcloud):
     (['run', *NODE, '--bucket=/local/dir', '--config=c.py'], 'must be a gs:// path'),
     (['resume', *NODE, *RUN], 'resume needs --accelerator and --runtime'),
     (['create', *NODE, *CREATE, '--acclerator=v4-8'], "unknown flag '--acclerator=v4-8'"),
-    (['create', *NODE, *CREATE, '--zone', 'z'], "unknown flag '--zone'"),
+    (['create', *NODE, *CREATE, '--zone'], '--zone needs a value'),
     (['launch', *NODE], "unknown command 'launch'"),
 ])
 def test_bad_arguments_are_one_line_errors(gcloud, args, message):

@@ -208,3 +208,13 @@ def test_invalid_config_raises_one_line_value_error(overrides, match):
 def test_mean_std_must_fit_the_channels():
   with pytest.raises(ValueError, match='num_channels'):
     models.create_model(_model_config(), num_classes=10, num_channels=1, mean=MEAN, std=STD)
+
+
+@pytest.mark.parametrize('name', models.MODEL_NAMES)
+def test_registry_declares_the_collections_each_model_has(name):
+  depth = {'sep_resnet_imagenet': 10, 'resnet_imagenet': 10}.get(name, 8)
+  config = _model_config(name=name, depth=depth, patch_size=1)
+  model = models.create_model(config, num_classes=10, num_channels=3, mean=MEAN, std=STD)
+  shapes = _init_shapes(model, jnp.zeros((1, 32, 32, 3)), train=False)
+  assert tuple(sorted(c for c in shapes if c != 'batch_stats')) == (
+      models.get_entry(name).collections)

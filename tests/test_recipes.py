@@ -16,7 +16,6 @@ from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import models
 from spatialmix_jax import optimizers
 from spatialmix_jax import sweep
-from spatialmix_jax import train
 from spatialmix_jax import train_state
 from spatialmix_jax import train_step
 

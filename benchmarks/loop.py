@@ -1,0 +1,206 @@
+"""The whole training loop's throughput: `train.train_and_evaluate` (tf.data, the sharded
+step, logging, checkpoints) next to its PyTorch twin trained on in-memory tensors, same
+threads, same run.
+
+  python benchmarks/loop.py --out benchmarks/results/loop_cpu.json \
+      --data_dir ../shared/tensorflow_datasets [--models ...] [--steps 40] [--window 10]
+
+For each model and mode, JAX trains `window + steps` steps of the benchmark config
+(`harness.make_config`: batch 128, AdamW at a constant rate) with flips only, float32, on
+CIFAR-10 from --data_dir, or TFDS mock data through the same pipeline when it is not prepared
+there. Its rate is results.json's `train_timing`: the steps after the first logging window
+(compilation excluded), with the loop thread's time split into input wait, step compute and
+host work (`spatialmix_jax/progress.py`). The final evaluation is not timed; it reads only
+--eval_examples test images, to keep the benchmark short. The PyTorch twin
+(`torch_models.py`) trains the same model on the same training images held in memory as one
+tensor (random flips included), `window` untimed steps and then `steps` timed ones.
+
+Columns: `x torch` = JAX img/s over PyTorch img/s; `in/cmp/host` = the JAX loop's time shares;
+`t/full` = step time relative to `full` for the same model and framework.
+"""
+
+import argparse
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness
+import jax
+import numpy as np
+
+from spatialmix_jax import freezing
+from spatialmix_jax import input_pipeline
+from spatialmix_jax import tfds_builders
+from spatialmix_jax import train
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+BATCH = 128
+_COLUMNS = (('model', 22, 's'), ('mode', 5, 's'), ('jax_img_per_s', 8, '.1f'),
+            ('torch_img_per_s', 8, '.1f'), ('ratio_vs_torch', 7, '.2f'),
+            ('input_pct', 5, '.0f'), ('compute_pct', 5, '.0f'), ('host_pct', 5, '.0f'),
+            ('jax_time_vs_full', 6, '.2f'), ('torch_time_vs_full', 6, '.2f'))
+_TITLES = {'jax_img_per_s': 'JAX i/s', 'torch_img_per_s': 'torch i/s',
+           'ratio_vs_torch': 'x torch', 'input_pct': 'in%', 'compute_pct': 'cmp%',
+           'host_pct': 'host%', 'jax_time_vs_full': 'J t/f', 'torch_time_vs_full': 'T t/f'}
+
+
+def loop_config(model, mode, data_dir, window, steps):
+  config = harness.make_config(model, mode, 'auto', BATCH, 'float32')
+  config.dataset = 'cifar10'
+  config.data_dir = data_dir
+  config.num_train_steps = window + steps
+  config.log_every_steps = window
+  config.checkpoint_every_steps = 10 ** 6  # only the final save, as in a long run's tail
+  for field, value in dict(crop_padding=0, flip=True, randaugment_num_ops=0, mixup_alpha=0.0,
+                           cutmix_alpha=0.0, random_erasing=0.0, label_smoothing=0.0).items():
+    config.augment[field] = value
+  return config
+
+
+def time_jax_loop(config, eval_examples):
+  """results.json's train_timing of a run of `config` in a fresh workdir."""
+  original = input_pipeline.create_eval_data
+  input_pipeline.create_eval_data = functools.partial(original, max_examples=eval_examples)
+  try:
+    with tempfile.TemporaryDirectory() as workdir:
+      return train.train_and_evaluate(config, workdir)['train_timing']
+  finally:
+    input_pipeline.create_eval_data = original
+
+
+def training_images(config, limit):
+  """(images uint8 NHWC, labels) of the first `limit` training examples, as the loop reads them."""
+  builder = tfds_builders.get_builder(config.dataset, config.data_dir)
+  ds = tfds_builders.load_split(builder, 'train', shuffle_files=False).take(limit)
+  examples = list(ds.as_numpy_iterator())
+  return (np.stack([e['image'] for e in examples]),
+          np.array([e['label'] for e in examples], np.int64))
+
+
+def time_torch_loop(torch, config, images, labels, window, steps):
+  """img/s of the PyTorch twin over `steps` steps after `window`, reading in-memory tensors."""
+  step, _ = harness.torch_step(torch, config, torch.device('cpu'))
+  data = torch.from_numpy(images).permute(0, 3, 1, 2)  # uint8 NCHW view
+  targets = torch.from_numpy(labels)
+  generator = torch.Generator().manual_seed(0)
+  order = torch.randperm(len(data), generator=generator)
+
+  def one_step(index):
+    rows = order[(index * BATCH) % (len(data) - BATCH):][:BATCH]
+    x = data[rows].float().div_(255).contiguous(memory_format=torch.channels_last)
+    flip = torch.rand(BATCH, generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return step(x, targets[rows])
+
+  for index in range(window):
+    one_step(index)
+  started = time.perf_counter()
+  for index in range(window, window + steps):
+    loss = one_step(index)
+  loss.item()
+  return steps * BATCH / (time.perf_counter() - started)
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--out', required=True, help='JSON file to write')
+  parser.add_argument('--data_dir', default=None,
+                      help='folder with TFDS cifar10 prepared; mock data when it has none')
+  parser.add_argument('--models', default=','.join(harness.MODELS),
+                      help=f'comma-separated from {tuple(harness.MODELS)}')
+  parser.add_argument('--modes', default=','.join(freezing.MODES))
+  parser.add_argument('--window', type=int, default=10,
+                      help='steps of the first (untimed) logging window')
+  parser.add_argument('--steps', type=int, default=40, help='timed steps')
+  parser.add_argument('--eval_examples', type=int, default=256,
+                      help='test images of the (untimed) final evaluation')
+  parser.add_argument('--threads', type=int, default=2)
+  parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch rows')
+  args = parser.parse_args(argv)
+  args.models = [m for m in args.models.split(',') if m]
+  args.modes = [m for m in args.modes.split(',') if m]
+  for label, values, choices in (('--models', args.models, harness.MODELS),
+                                 ('--modes', args.modes, freezing.MODES)):
+    bad = [v for v in values if v not in choices]
+    if bad or not values:
+      parser.error(f'{label}: unknown {bad or values}; choose from {tuple(choices)}')
+  if args.window < 1 or args.steps < 1 or args.eval_examples < 1:
+    parser.error('--window, --steps and --eval_examples must be >= 1')
+  return args
+
+
+def _cifar_prepared(data_dir):
+  try:
+    tfds_builders.load_split(tfds_builders.get_builder('cifar10', data_dir), 'test')
+  except ValueError:
+    return False
+  return True
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  cores = harness.pin_threads(args.threads)
+  torch = None
+  if not args.no_torch:
+    import torch  # pylint: disable=g-import-not-at-top,redefined-outer-name
+    torch.set_num_threads(args.threads)
+  real = args.data_dir is not None and _cifar_prepared(args.data_dir)
+  meta = {'cpu_model': harness.cpu_model(), 'cpu_count': cores, 'threads': args.threads,
+          'jax': jax.__version__, 'torch': torch.__version__ if torch else None,
+          'data': f'CIFAR-10 from {args.data_dir}' if real else 'TFDS mock CIFAR-10',
+          'batch': BATCH, 'window': args.window, 'steps': args.steps,
+          'load_avg_start': os.getloadavg()}
+  print(f'{meta["cpu_model"]}, {args.threads} threads, {meta["data"]}; load average '
+        f'{meta["load_avg_start"][0]:.2f}' +
+        (' -- MACHINE BUSY: timings not meaningful' if meta['load_avg_start'][0] > 0.5 * cores
+         else ''))
+  print(harness.format_row({}, _COLUMNS, _TITLES), flush=True)
+  mock = None
+  if not real:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    mock = tfds.testing.mock_data(num_examples=BATCH * (args.window + args.steps + 2))
+    mock.__enter__()
+  records = []
+  images = labels = None
+  for model in args.models:
+    for mode in args.modes:
+      config = loop_config(model, mode, args.data_dir if real else None, args.window,
+                           args.steps)
+      timing = time_jax_loop(config, args.eval_examples)
+      record = {'model': model, 'mode': mode, 'jax': timing,
+                'jax_img_per_s': timing['images_per_sec']}
+      for part in ('input', 'compute', 'host'):
+        record[f'{part}_pct'] = 100 * timing[f'{part}_seconds'] / timing['seconds']
+      if torch is not None:
+        if images is None:
+          images, labels = training_images(config, BATCH * (args.window + args.steps + 1))
+        record['torch_img_per_s'] = time_torch_loop(torch, config, images, labels,
+                                                    args.window, args.steps)
+        record['ratio_vs_torch'] = harness.ratio(record['jax_img_per_s'],
+                                                 record['torch_img_per_s'])
+      full = next((r for r in records if r['model'] == model and r['mode'] == 'full'), None)
+      for framework in ('jax', 'torch'):
+        key = f'{framework}_img_per_s'
+        record[f'{framework}_time_vs_full'] = harness.ratio(
+            full and full.get(key), record.get(key))
+      records.append(record)
+      print(harness.format_row(record, _COLUMNS), flush=True)
+  if mock is not None:
+    mock.__exit__(None, None, None)
+  meta['load_avg_end'] = os.getloadavg()
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump({'meta': meta, 'records': records}, f, indent=1)
+  print(f'load average at end {meta["load_avg_end"][0]:.2f}; wrote {len(records)} rows to '
+        f'{args.out}')
+
+
+if __name__ == '__main__':
+  main()

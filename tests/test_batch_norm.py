@@ -1,0 +1,87 @@
+"""The faster formulations of the models' elementwise layers compute what the stock ones do:
+BatchNorm with a hand-written backward pass against flax's, GELU through erf against jax's
+(erfc) form, the ConvMixer patch stem as a matmul against the strided convolution."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spatialmix_jax import batch_norm
+from spatialmix_jax import layers
+
+
+def _apply(module, variables, x, train):
+  if train:
+    return module.apply(variables, x, mutable=['batch_stats'])
+  return module.apply(variables, x), {}
+
+
+@pytest.mark.parametrize('train', [True, False])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_batch_norm_matches_flax_values_statistics_and_gradients(train, dtype):
+  x = (jax.random.normal(jax.random.key(0), (6, 5, 7, 12)) * 3 + 1).astype(dtype)
+  ours = batch_norm.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                              dtype=dtype)
+  stock = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  variables = stock.init(jax.random.key(1), x)
+  # Non-trivial parameters and running statistics, the same for both.
+  keys = jax.random.split(jax.random.key(2), 4)
+  variables = {
+      'params': {'scale': 1 + jax.random.normal(keys[0], (12,)),
+                 'bias': jax.random.normal(keys[1], (12,))},
+      'batch_stats': {'mean': jax.random.normal(keys[2], (12,)),
+                      'var': jax.random.uniform(keys[3], (12,), minval=0.5, maxval=2.0)}}
+  assert jax.tree.structure(ours.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+  cotangent = jax.random.normal(jax.random.key(3), x.shape).astype(dtype)
+
+  def loss(module, params, x):
+    y, state = _apply(module, {**variables, 'params': params}, x, train)
+    return jnp.sum(y.astype(jnp.float32) * cotangent.astype(jnp.float32)), (y, state)
+
+  results = {}
+  for name, module in (('ours', ours), ('stock', stock)):
+    grads, (y, state) = jax.grad(functools.partial(loss, module), argnums=(0, 1),
+                                 has_aux=True)(variables['params'], x)
+    results[name] = (y, state, grads)
+  tol = dict(rtol=2e-2, atol=2e-2) if dtype == jnp.bfloat16 else dict(rtol=1e-5, atol=1e-5)
+  (y, state, grads), (y_ref, state_ref, grads_ref) = results['ours'], results['stock']
+  assert y.dtype == y_ref.dtype == dtype
+  np.testing.assert_allclose(np.float32(y), np.float32(y_ref), **tol)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+    np.testing.assert_allclose(np.float32(a), np.float32(b), **tol)
+  if dtype == jnp.float32 and train:
+    # The forward arithmetic is flax's own: bitwise equal, not just close.
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_gelu_through_erf_matches_jax_exact_gelu():
+  x = jnp.linspace(-9.0, 9.0, 4001)
+  stock = functools.partial(jax.nn.gelu, approximate=False)
+  np.testing.assert_allclose(layers.gelu(x), stock(x), rtol=1e-6, atol=1e-6)
+  grad = jax.vmap(jax.grad(layers.gelu))(x)
+  np.testing.assert_allclose(grad, jax.vmap(jax.grad(stock))(x), rtol=1e-5, atol=1e-6)
+  # Not the tanh approximation: they differ by ~1e-3 around |x| = 2.
+  assert np.max(np.abs(layers.gelu(x) - jax.nn.gelu(x, approximate=True))) > 1e-4
+
+
+@pytest.mark.parametrize('shape,k', [((3, 32, 32, 3), 2), ((2, 30, 29, 5), 7), ((2, 8, 8, 1), 1)])
+def test_patchify_matches_the_strided_valid_convolution(shape, k):
+  x = jax.random.normal(jax.random.key(0), shape)
+  kernel = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 16))
+  reference = jax.lax.conv_general_dilated(x, kernel, (k, k), 'VALID',
+                                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                           precision=jax.lax.Precision.HIGHEST)
+  np.testing.assert_allclose(layers.patchify(x, kernel), reference, rtol=1e-5, atol=1e-5)
+  cotangent = jax.random.normal(jax.random.key(2), reference.shape)
+  grads = jax.vjp(layers.patchify, x, kernel)[1](cotangent)
+  grads_ref = jax.vjp(lambda a, b: jax.lax.conv_general_dilated(
+      a, b, (k, k), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision=jax.lax.Precision.HIGHEST), x, kernel)[1](cotangent)
+  for a, b in zip(grads, grads_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from spatialmix_jax import datasets
 from spatialmix_jax import depthwise
-from spatialmix_jax import depthwise_native
+from spatialmix_jax import native
 from spatialmix_jax import freezing
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -139,7 +139,7 @@ def parse_args(argv=None):
 def _available_impls(backend, requested):
   """The impls to time; the default list drops 'native' where it cannot run and 'pallas'
   on CPU, where it only runs interpreted (a test path)."""
-  native_ok = backend == 'cpu' and depthwise_native.available()
+  native_ok = backend == 'cpu' and native.available()
   if requested is None:
     return ('auto',) + tuple(i for i in depthwise.IMPLS if (i != 'native' or native_ok)
                              and (i != 'pallas' or backend != 'cpu'))

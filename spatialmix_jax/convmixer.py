@@ -46,13 +46,14 @@ class ConvMixer(nn.Module):
 
   def mix(self, x, train):
     """Normalisation, stem and mixer blocks; called from a compact `__call__`."""
-    act = layers.activation(self.act)
-    norm = functools.partial(layers.BatchNorm, use_running_average=not train, dtype=self.dtype)
+    # BN(act(conv)): the norm applies the activation, so it can fuse the two.
+    act_norm = functools.partial(layers.BatchNorm, use_running_average=not train,
+                                 dtype=self.dtype, act=self.act)
     x = layers.normalize(x.astype(jnp.float32), self.mean, self.std)
-    x = norm()(act(layers.PatchStem(self.width, self.patch_size, self.init_scheme, self.dtype)(x)))
+    x = act_norm()(layers.PatchStem(self.width, self.patch_size, self.init_scheme, self.dtype)(x))
     for _ in range(self.depth):
-      x = x + norm()(act(self.depthwise(kernel_size=self.kernel_size, use_bias=True)(x)))
-      x = norm()(act(self.pointwise(self.width)(x)))
+      x = x + act_norm()(self.depthwise(kernel_size=self.kernel_size, use_bias=True)(x))
+      x = act_norm()(self.pointwise(self.width)(x))
     return x
 
   @nn.compact

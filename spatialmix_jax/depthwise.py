@@ -38,6 +38,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from spatialmix_jax import depthwise_native
+from spatialmix_jax import native
 from spatialmix_jax import depthwise_pallas
 
 IMPLS = ('xla', 'shift', 'fft', 'native', 'pallas')
@@ -57,8 +58,8 @@ def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None, stride=1):
   if impl == 'native':
     if backend not in (None, 'cpu'):
       raise ValueError(f"depthwise_impl 'native' is CPU-only; backend is {backend!r}.")
-    if not depthwise_native.available():
-      raise RuntimeError(f"depthwise_impl 'native' is unavailable: {depthwise_native.error()}")
+    if not native.available():
+      raise RuntimeError(f"depthwise_impl 'native' is unavailable: {native.error()}")
   if impl == 'pallas' and x_shape is not None and kernel_shape is not None:
     reason = depthwise_pallas.unsupported_reason(x_shape, kernel_shape, stride,
                                                  backend or jax.default_backend())
@@ -289,7 +290,7 @@ def prepare(impl, backend=None):
   """Builds what `impl` will need before any compute: on CPU, 'auto' and 'native' compile the
   native kernel now, so that a cache that cannot be written is a one-line error up front."""
   if impl in ('auto', 'native') and (backend or jax.default_backend()) == 'cpu':
-    depthwise_native.available()
+    native.available()
 
 
 def _xla_depthwise(x, kernel, stride):

@@ -22,28 +22,6 @@ from spatialmix_jax import filters
 BatchNorm = functools.partial(batch_norm.BatchNorm, momentum=0.9, epsilon=1e-5)
 
 
-def gelu(x):
-  """Exact GELU, x·Φ(x), written as torch.nn.GELU computes it: 0.5·x·(1 + erf(x/√2)).
-
-  jax.nn.gelu(approximate=False) goes through erfc instead, which XLA:CPU evaluates as two
-  branches (a polynomial and an exponential) and a select: twice the cost for the same
-  function (the two differ by float32 rounding only).
-  """
-  return 0.5 * x * (1.0 + lax.erf(x * 0.7071067811865476))
-
-
-ACTIVATIONS = {
-    'gelu': gelu,  # exact, as torch.nn.GELU
-    'relu': nn.relu,
-}
-
-
-def activation(name):
-  if name not in ACTIVATIONS:
-    raise ValueError(f'Unknown act {name!r}; choose one of {tuple(ACTIVATIONS)}.')
-  return ACTIVATIONS[name]
-
-
 def normalize(x, mean, std):
   """(x - mean) / std per channel, for NHWC images in [0, 1]."""
   return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)

@@ -18,6 +18,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from spatialmix_jax import activations
 from spatialmix_jax import convmixer
 from spatialmix_jax import depthwise
 from spatialmix_jax import filters
@@ -86,7 +87,7 @@ def validate(model_config):
   _check_positive('depth_multiplier', mc.depth_multiplier)
   for name in entry.fields:
     if name == 'act':
-      layers.activation(mc.act)
+      activations.activation(mc.act)
     else:
       _check_positive(name, mc[name])
   if entry.fields is _RESNET_FIELDS:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from spatialmix_jax import activations
 from spatialmix_jax import batch_norm
 from spatialmix_jax import layers
 
@@ -63,11 +64,11 @@ def test_batch_norm_matches_flax_values_statistics_and_gradients(train, dtype):
 def test_gelu_through_erf_matches_jax_exact_gelu():
   x = jnp.linspace(-9.0, 9.0, 4001)
   stock = functools.partial(jax.nn.gelu, approximate=False)
-  np.testing.assert_allclose(layers.gelu(x), stock(x), rtol=1e-6, atol=1e-6)
-  grad = jax.vmap(jax.grad(layers.gelu))(x)
+  np.testing.assert_allclose(activations.gelu(x), stock(x), rtol=1e-6, atol=1e-6)
+  grad = jax.vmap(jax.grad(activations.gelu))(x)
   np.testing.assert_allclose(grad, jax.vmap(jax.grad(stock))(x), rtol=1e-5, atol=1e-6)
   # Not the tanh approximation: they differ by ~1e-3 around |x| = 2.
-  assert np.max(np.abs(layers.gelu(x) - jax.nn.gelu(x, approximate=True))) > 1e-4
+  assert np.max(np.abs(activations.gelu(x) - jax.nn.gelu(x, approximate=True))) > 1e-4
 
 
 @pytest.mark.parametrize('shape,k', [((3, 32, 32, 3), 2), ((2, 30, 29, 5), 7), ((2, 8, 8, 1), 1)])
@@ -85,3 +86,35 @@ def test_patchify_matches_the_strided_valid_convolution(shape, k):
       precision=jax.lax.Precision.HIGHEST), x, kernel)[1](cotangent)
   for a, b in zip(grads, grads_ref):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('channels', [32, 19])  # whole 16-channel vectors, and a remainder
+def test_fused_native_gelu_norm_matches_gelu_then_batch_norm(monkeypatch, channels):
+  from spatialmix_jax import native  # pylint: disable=g-import-not-at-top
+  if not native.available():
+    pytest.skip(f'native kernels not built here: {native.error()}')
+  # Wide enough to reach both tails of GELU (and the exp underflow below -13).
+  a = jax.random.normal(jax.random.key(0), (4, 6, 5, channels)) * 4 + 0.5
+  a = a.at[0, 0, 0].set(-30.0)
+  module = batch_norm.BatchNorm(act='gelu')
+  variables = module.init(jax.random.key(1), a)
+  keys = jax.random.split(jax.random.key(2), 2)
+  params = {'scale': 1 + jax.random.normal(keys[0], (channels,)),
+            'bias': jax.random.normal(keys[1], (channels,))}
+  cotangent = jax.random.normal(jax.random.key(3), a.shape)
+
+  def run():
+    def loss(params, a):
+      y, state = module.apply({**variables, 'params': params}, a, mutable=['batch_stats'])
+      return jnp.sum(y * cotangent), (y, state)
+    grads, (y, state) = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, a)
+    return y, state, grads
+
+  fused_hlo = jax.jit(lambda a: module.apply(variables, a, mutable=['batch_stats'])).lower(
+      a).as_text()
+  assert 'spatialmix_gelu_norm_fwd' in fused_hlo  # the native path is the one under test
+  fused = run()
+  monkeypatch.setattr(batch_norm, '_fused_gelu', lambda act, x: False)
+  reference = run()
+  for got, want in zip(jax.tree.leaves(fused), jax.tree.leaves(reference)):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

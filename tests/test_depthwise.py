@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spatialmix_jax import depthwise
-from spatialmix_jax import depthwise_native
+from spatialmix_jax import native
 from spatialmix_jax.depthwise import depthwise_conv
 
 # Non-square, with an odd height so that 'SAME' padding is asymmetric for some (k, stride);
@@ -31,8 +31,8 @@ _NON_REFERENCE = [i for i in depthwise.IMPLS if i != 'xla']
 
 
 def _skip_if_unavailable(impl, stride=1):
-  if impl == 'native' and not depthwise_native.available():
-    pytest.skip(f'native kernel not built here: {depthwise_native.error()}')
+  if impl == 'native' and not native.available():
+    pytest.skip(f'native kernel not built here: {native.error()}')
   if impl == 'pallas' and stride != 1:
     pytest.skip('pallas is stride 1 only (tests/test_depthwise_pallas.py checks the error)')
 
@@ -130,7 +130,7 @@ def test_auto_resolves_to_a_concrete_impl():
 
 def test_without_native_kernel_auto_falls_back_and_explicit_request_raises(monkeypatch):
   # As on a machine without a C++ compiler: the build failure is remembered, not retried.
-  monkeypatch.setattr(depthwise_native, '_state', {'ok': False, 'error': 'no compiler'})
+  monkeypatch.setattr(native, '_state', {'ok': False, 'error': 'no compiler'})
   for k, d in ((3, 9), (5, 1), (8, 1)):
     impl = depthwise.resolve_impl('auto', (64, 32, 32, 16), (k, k, 1, 16 * d), 'cpu')
     assert impl in depthwise.IMPLS and impl != 'native'

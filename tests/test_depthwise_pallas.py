@@ -16,7 +16,7 @@ from benchmarks import depthwise_ops
 from configs import base
 from conftest import REPO_ROOT
 from spatialmix_jax import depthwise
-from spatialmix_jax import depthwise_native
+from spatialmix_jax import native
 from spatialmix_jax import depthwise_pallas
 from spatialmix_jax import freezing
 from spatialmix_jax import models
@@ -220,7 +220,7 @@ def test_auto_on_cpu_picks_fastest_runnable_impl_of_the_table(monkeypatch):
             'depth_multiplier': ((8, 16, 16, 16), (3, 3, 1, 144))}
   assert set(shapes) == set(classes)
   for native_ok in (True, False):
-    monkeypatch.setattr(depthwise_native, '_state',
+    monkeypatch.setattr(native, '_state',
                         {'ok': native_ok, 'error': 'not built in this test'})
     for name, (x_shape, kernel_shape) in shapes.items():
       assert depthwise.shape_class(x_shape, kernel_shape) == name

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import base
+from spatialmix_jax import activations
 from spatialmix_jax import convmixer
 from spatialmix_jax import layers
 from spatialmix_jax import models
@@ -167,7 +168,7 @@ def test_normalisation_happens_inside_the_model():
 
 def test_gelu_is_exact():
   x = jnp.linspace(-4, 4, 33)
-  np.testing.assert_allclose(layers.activation('gelu')(x),
+  np.testing.assert_allclose(activations.activation('gelu')(x),
                              0.5 * x * (1 + jax.scipy.special.erf(x / np.sqrt(2))), atol=1e-6)
 
 

@@ -1,0 +1,91 @@
+"""The paper's figures on its own architectures, at a CPU budget, on real CIFAR-10 (and the
+embedded digits for un-shuffling): one grid per figure, each one resumable sweep command.
+
+  python -m spatialmix_jax.sweep --config=configs/sweeps/paper_cifar10.py:fig6_modes \
+      --workdir=docs/results/paper_cifar10/fig6_modes \
+      --config.base.data_dir=../shared/tensorflow_datasets
+
+  fig6_modes        Fig. 6 (and Fig. 2's Full/Chans/Space): separable pre-activation ResNet-14
+                    (CIFAR form, d = 9), full / chans / space × 2 seeds, 4 epochs; clean
+                    accuracy, then FGSM and PGD-2 (the paper's PGD) at ε = 0…4/255.
+  fig6_adversarial  Fig. 6: the same three modes trained on FGSM images (ε = 1/255), attacked
+                    the same way.
+  fig3_families     Fig. 3: the same ResNet in chans with "same", box and identity frozen
+                    filters × 2 seeds (random filters and the full model: fig6_modes).
+  fig4_width        Fig. 4: separable ResNet-8 (d = 9), width multiplier 1 / 2 / 4, full and
+                    chans × 2 seeds, 2 epochs.
+  fig10_kernel      Fig. 10: un-shuffling the digits with a ConvMixer (width 64, depth 4) of
+  fig10_depth       kernel 1 / 3 / 5 / 7, of depth 1 / 2 / 4 / 8 (kernel 5), of width
+  fig10_width       16 / 32 / 64 / 128 (depth 4, kernel 5); full and chans × 2 seeds, 20 epochs.
+
+Budget: SGD (momentum 0.9, lr 0.1, weight decay 5e-4, cosine, no warm-up) at batch 128 with
+pad-4 crops and flips, float32; 390 steps per epoch. Fig. 7 (smoothed frozen filters) is a
+ConvMixer experiment in the paper as here: configs/sweeps/repro_cifar10.py:smooth.
+"""
+
+from configs import resnet_cifar10
+from configs import unshuffle_digits
+from configs.sweeps import _grid
+
+VARIANTS = ('fig6_modes', 'fig6_adversarial', 'fig3_families', 'fig4_width', 'fig10_kernel',
+            'fig10_depth', 'fig10_width')
+ATTACKED_EXAMPLES = 2000  # test images under attack (clean accuracy: all 10,000)
+
+
+def _resnet(depth, epochs):
+  config = resnet_cifar10.get_config()
+  config.dtype = 'float32'
+  config.model.depth = depth
+  config.num_epochs = epochs
+  config.batch_size = 128
+  config.eval_batch_size = 500
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.warmup_epochs = 0.0
+  config.augment.crop_padding = 4
+  config.augment.flip = True
+  config.log_every_steps = 130
+  config.checkpoint_every_steps = 390
+  return config
+
+
+def _attacked(config):
+  config.eval.attacks = 'fgsm,pgd'
+  config.eval.epsilons = '0,0.5,1,2,4'
+  config.eval.pgd_steps = 2
+  config.eval.pgd_variant = 'paper'
+  config.eval.max_examples = ATTACKED_EXAMPLES
+  return config
+
+
+def _unshuffle():
+  config = unshuffle_digits.get_config()
+  config.model.width = 64
+  config.model.depth = 4
+  config.model.kernel_size = 5
+  return config
+
+
+def get_config(variant=''):
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown variant {variant!r} of grid paper_cifar10; choose one of '
+                     f'{VARIANTS} (e.g. --config=configs/sweeps/paper_cifar10.py:fig6_modes).')
+  if variant.startswith('fig10_'):
+    field = variant[len('fig10_'):]
+    values = {'kernel': (1, 3, 5, 7), 'depth': (1, 2, 4, 8), 'width': (16, 32, 64, 128)}[field]
+    name = {'kernel': 'kernel_size'}.get(field, field)
+    return _grid.make_grid(variant, _unshuffle(), [
+        [{f'model.{name}': v} for v in values], _grid.modes(('full', 'chans')),
+        _grid.seeds(2)])
+  if variant == 'fig4_width':
+    return _grid.make_grid(variant, _resnet(depth=8, epochs=2), [
+        [{'model.width_multiplier': m} for m in (1, 2, 4)], _grid.modes(('full', 'chans')),
+        _grid.seeds(2)])
+  base = _resnet(depth=14, epochs=4)
+  if variant == 'fig3_families':
+    return _grid.make_grid(variant, base, [
+        [{'model.spatial_init': f} for f in ('same', 'box', 'identity')],
+        _grid.modes(('chans',)), _grid.seeds(2)])
+  base = _attacked(base)
+  base.adversarial_training.enabled = variant == 'fig6_adversarial'
+  base.adversarial_training.epsilon = 1.0
+  return _grid.make_grid(variant, base, [_grid.modes(), _grid.seeds(2)])

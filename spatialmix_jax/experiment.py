@@ -13,6 +13,7 @@ from spatialmix_jax import attacks
 from spatialmix_jax import augment
 from spatialmix_jax import datasets
 from spatialmix_jax import freezing
+from spatialmix_jax import init_from
 from spatialmix_jax import models
 from spatialmix_jax import objectives
 from spatialmix_jax import sharding
@@ -126,8 +127,12 @@ def check_workdir_writable(workdir):
 
 
 def frozen_unchanged(experiment, weights):
-  """Whether every frozen collection still equals its value at initialisation, bitwise."""
-  initial = jax.device_get(experiment.init_variables())
+  """Whether every frozen collection still equals its value at initialisation (from
+  `config.init_from` when set), bitwise; None when that source is gone."""
+  initial = init_from.initial_variables(experiment)
+  if initial is None:
+    return None
+  initial = jax.device_get(initial)
   final = jax.device_get(weights)
   return all(
       np.array_equal(a, b)

@@ -33,7 +33,7 @@ def read_weights(workdir, step=None):
                                           'imported model.')
   # A PyTree handler: unlike the trainer's StandardCheckpointHandler it restores a subtree.
   manager = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+      directory, options=ocp.CheckpointManagerOptions(create=False),
       item_handlers=ocp.PyTreeCheckpointHandler())
   try:
     steps = manager.all_steps()

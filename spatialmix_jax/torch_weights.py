@@ -66,8 +66,8 @@ def _unwrap(obj, path):
         obj = obj[wrapper]
         break
   if not isinstance(obj, dict) or not obj:
-    raise WeightsError(f'{path!r} holds {"an empty dict" if obj == {} else type(obj).__name__}; '
-                       f'{expected}.')
+    held = 'an empty dict' if isinstance(obj, dict) else type(obj).__name__
+    raise WeightsError(f'{path!r} holds {held}; {expected}.')
   for key, value in obj.items():
     if not isinstance(key, str) or not isinstance(value, torch.Tensor):
       raise WeightsError(f'{path!r} is not a state dict: entry {key!r} is a '

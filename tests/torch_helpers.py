@@ -146,8 +146,13 @@ def load_strictly(model, path):
 
 
 def save(obj, path):
+  """torch.save, or safetensors for a .safetensors path; returns the path."""
   torch = import_torch()
-  torch.save(obj, path)
+  if str(path).endswith('.safetensors'):
+    from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
+    save_file({key: value.contiguous() for key, value in obj.items()}, str(path))
+  else:
+    torch.save(obj, path)
   return str(path)
 
 

@@ -51,9 +51,13 @@ def _flax_logits(config, variables, images):
 
 
 def _depends_on_the_image(logits):
-  """Whether two images' logits differ by far more than the tolerance, so that a misplaced
-  tensor could not hide below it."""
-  return np.abs(logits[0] - logits[1]).max() > 1000 * TOLERANCE
+  """Whether two images' logits differ by well over the tolerance, so that a misplaced tensor
+  that only changes what the image contributes (the stem, say) shows in the comparison.
+
+  Deep random networks map different images to nearly the same features (BatchNorm offsets
+  and position effects dominate), hence a factor 10 rather than more.
+  """
+  return np.abs(logits[0] - logits[1]).max() > 10 * TOLERANCE
 
 
 def _run_cli(*argv):

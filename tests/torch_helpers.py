@@ -83,7 +83,7 @@ def locuslab_convmixer(dim, depth, kernel_size=9, patch_size=7, n_classes=1000, 
 
 def randomise(model, input_shape, seed=0):
   """`model` in eval mode with random BatchNorm affine parameters, random running statistics
-  and a head with logits of order 1.
+  and a random head whose logits spread like a trained classifier's.
 
   Each BatchNorm's running statistics are those of its input on random images (NCHW
   `input_shape`: give it some 500 patches or more, as noisier statistics blow up over 32
@@ -117,7 +117,8 @@ def randomise(model, input_shape, seed=0):
       norm.bias.copy_(uniform(norm.bias.shape, -0.5, 0.5))
     for module in model.modules():
       if isinstance(module, torch.nn.Linear):
-        module.weight.copy_(uniform(module.weight.shape, -1.0, 1.0))
+        bound = 3.0 / module.in_features ** 0.5  # 3x PyTorch's init: logits of a few units
+        module.weight.copy_(uniform(module.weight.shape, -bound, bound))
     hooks = [norm.register_forward_pre_hook(draw_statistics) for norm in norms]
     model.eval()(uniform(input_shape, -2.0, 2.0))
     for hook in hooks:

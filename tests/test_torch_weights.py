@@ -19,6 +19,7 @@ from spatialmix_jax import datasets
 from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import init_from
+from spatialmix_jax import layers
 from spatialmix_jax import models
 from spatialmix_jax import torch_layouts
 from spatialmix_jax import torch_weights
@@ -122,8 +123,10 @@ def test_name_table_is_timms():
     act = 'relu' if isinstance(model.stem[1], torch.nn.ReLU) else 'gelu'
     assert isinstance(model.stem[1], (torch.nn.ReLU, torch.nn.GELU))
     assert getattr(model.stem[1], 'approximate', 'none') == 'none'  # exact GELU, as ours
-    bn = model.stem[2]
-    assert (bn.eps, bn.momentum) == (1e-5, 0.1)  # layers.BatchNorm: eps 1e-5, flax 0.9
+    # Flax's momentum weights the running average, torch's the new batch.
+    ours = layers.BatchNorm.keywords
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+      assert (bn.eps, bn.momentum) == (ours['epsilon'], pytest.approx(1 - ours['momentum']))
     assert dict(width=arch.width, depth=arch.depth, kernel_size=arch.kernel_size,
                 patch_size=arch.patch_size, act=act) == expected
 

@@ -102,6 +102,9 @@ def get_config():
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.eval_step = -1  # --job=eval restores this step; -1: the latest
+  # A workdir whose latest checkpoint's weights and BatchNorm statistics start this run (at
+  # step 0, fresh optimizer state, any mode); ignored once this run has its own checkpoint.
+  config.init_from = ml_collections.config_dict.placeholder(str)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.attacks = ''  # comma-separated: fgsm, pgd

@@ -17,6 +17,7 @@ from spatialmix_jax import config_schema
 from spatialmix_jax import eval_loop
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
+from spatialmix_jax import init_from
 from spatialmix_jax import input_pipeline
 from spatialmix_jax import train_state
 
@@ -34,6 +35,13 @@ def evaluate_state(experiment, state, eval_data, p_eval_step):
   return eval_loop.run(p_eval_step, model_variables(state), eval_data, experiment.mesh)
 
 
+def _frozen_unchanged(experiment, weights):
+  """Whether the frozen collections still hold what the run started from (its random init,
+  or `config.init_from`'s weights), bitwise; None when that source can no longer be read."""
+  initial = init_from.initial_variables(experiment)
+  return None if initial is None else freezing.unchanged(initial, weights, experiment.frozen)
+
+
 def summary(experiment, state, results, step, wall_time_s):
   """The record written to results.json / eval.json."""
   config = experiment.config
@@ -49,8 +57,7 @@ def summary(experiment, state, results, step, wall_time_s):
       'test_loss': results['loss'],
       'num_test_examples': results['count'],
       'params': freezing.parameter_report(state.weights, experiment.frozen),
-      'frozen_unchanged': freezing.unchanged(experiment.init_variables(), state.weights,
-                                             experiment.frozen),
+      'frozen_unchanged': _frozen_unchanged(experiment, state.weights),
       'wall_time_s': round(wall_time_s, 2),
       'devices': jax.device_count(),
       'backend': jax.default_backend(),

@@ -18,6 +18,7 @@ from spatialmix_jax import eval_loop
 from spatialmix_jax import evaluation
 from spatialmix_jax import experiment as experiment_lib
 from spatialmix_jax import freezing
+from spatialmix_jax import init_from
 from spatialmix_jax import input_pipeline
 from spatialmix_jax import progress
 from spatialmix_jax import sharding
@@ -94,6 +95,7 @@ def train_and_evaluate(config, workdir):
   if restored is None:
     repl = sharding.replicated(experiment.mesh)
     state = jax.jit(functools.partial(train_state.init_state, experiment, tx), out_shardings=repl)()
+    state = init_from.initialise(state, experiment, tx)  # a no-op unless config.init_from
     start_step = 0
   else:
     state = train_state.TrainState(**restored)

@@ -13,12 +13,19 @@ import os
 
 import numpy as np
 
+from spatialmix_jax import config_schema
 from spatialmix_jax import plotting
 
-# Fields that tell cells apart; a figure's lines are those that vary among its cells.
-FIELDS = ('dataset', 'model', 'mode', 'depth', 'width', 'kernel_size', 'spatial_init',
-          'smooth_sigma', 'adv_training_eps', 'attack', 'epsilon')
 METRICS = ('test_accuracy', 'test_psnr', 'scrambled_psnr', 'attacked_accuracy')
+ATTACK_FIELDS = ('attack', 'epsilon')
+# Config fields that say how a run was carried out, not what was run (where the data lie, how
+# often to log, checkpoint or evaluate on the way): cells differing only in these and in their
+# seed are seeds of one experiment. Every other field that differs between cells keeps them
+# apart.
+BOOKKEEPING_FIELDS = ('seed', 'data_dir', 'log_every_steps', 'checkpoint_every_steps',
+                      'keep_checkpoints', 'eval_every_steps', 'eval_step')
+# Renamed fields, as evaluation.load_saved_config reads them.
+_RENAMED = {'model.init': 'model.init_scheme'}
 
 
 def read_json(path):
@@ -29,27 +36,53 @@ def read_json(path):
     return json.load(f)
 
 
+def flatten(tree, prefix=''):
+  """{'model.width': 128, ...} of a nested dict."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _defaults():
+  return flatten(config_schema.get_config().to_dict())
+
+
+def cell_config(config_json, results):
+  """The flat config of a cell: the schema's defaults overlaid with its config.json (or, for a
+  record without one, what results.json says), with fields that do nothing in this cell set to
+  a neutral value so that they cannot tell cells apart."""
+  if config_json is None:
+    config_json = {'model': results['model_config'], 'mode': results['mode'],
+                   'dataset': results['dataset'], 'task': results['task'],
+                   'seed': results['seed']}
+  saved = {_RENAMED.get(k, k): v for k, v in flatten(config_json).items()}
+  if 'eval.pgd_variant' not in saved and 'eval.pgd_random_start' in saved:
+    # Before eval.pgd_variant existed the default was a random start and steps of 2.5ε/k.
+    saved['eval.pgd_variant'] = 'madry' if saved['eval.pgd_random_start'] else 'no_random_start'
+  config = _defaults()
+  config.update({k: v for k, v in saved.items() if k in config})
+  if config['model.spatial_init'] != 'smooth':
+    config['model.smooth_sigma'] = 0.0  # plain random filters: no smoothing
+  if not config['adversarial_training.enabled']:
+    config['adversarial_training.epsilon'] = 0.0
+  return config
+
+
 def load_cells(workdir):
-  """One row per finished cell: its distinguishing fields, seed and metrics."""
+  """One row per finished cell (its flat config, metrics, step and wall time), plus one per
+  (attack, ε) of an attacked cell."""
   rows = []
   for name in sorted(os.listdir(workdir)):
     celldir = os.path.join(workdir, name)
     results = read_json(os.path.join(celldir, 'results.json'))
     if results is None:
       continue
-    config = read_json(os.path.join(celldir, 'config.json')) or {}
-    model = results['model_config']
-    adversarial = config.get('adversarial_training', {})
-    row = {
-        'cell': name, 'dataset': results['dataset'], 'task': results['task'],
-        'model': results['model'], 'mode': results['mode'], 'depth': model['depth'],
-        'width': model['width'], 'kernel_size': model['kernel_size'],
-        'spatial_init': model['spatial_init'],
-        'smooth_sigma': model['smooth_sigma'] if model['spatial_init'] == 'smooth' else 0.0,
-        'adv_training_eps': adversarial.get('epsilon', 0.0) if adversarial.get('enabled')
-                            else 0.0,
-        'seed': results['seed'], 'step': results.get('step'),
-    }
+    row = {**cell_config(read_json(os.path.join(celldir, 'config.json')), results),
+           'cell': name, 'step': results.get('step'), 'wall_time_s': results.get('wall_time_s')}
     for metric in ('test_accuracy', 'test_psnr', 'scrambled_psnr'):
       if metric in results:
         row[metric] = results[metric]
@@ -62,9 +95,18 @@ def load_cells(workdir):
   return rows
 
 
-def varying(rows, exclude):
-  fields = [f for f in FIELDS if f not in exclude and any(f in r for r in rows)]
-  return [f for f in fields if len({r.get(f) for r in rows}) > 1]
+def short(field):
+  """A field's name in tables and legends: 'model.width' -> 'width'."""
+  return field[len('model.'):] if field.startswith('model.') else field
+
+
+def varying(rows, exclude=()):
+  """The config (and attack) fields whose value differs between `rows`, seed and bookkeeping
+  excluded: what tells their experiments apart."""
+  keys = {k for r in rows for k in r if k not in METRICS and k not in (
+      'cell', 'step', 'wall_time_s')}
+  skip = set(exclude) | set(BOOKKEEPING_FIELDS)
+  return sorted(k for k in keys if k not in skip and len({repr(r.get(k)) for r in rows}) > 1)
 
 
 # Categories in the paper's order; others follow alphabetically.
@@ -95,7 +137,7 @@ def fmt(mean, std, n, metric):
 
 
 def line_label(series_fields, key):
-  return ', '.join(f'{f}={v}' for f, v in zip(series_fields, key)) or 'all'
+  return ', '.join(f'{short(f)}={v}' for f, v in zip(series_fields, key)) or 'all'
 
 
 def write_csv(path, header, lines):
@@ -116,9 +158,9 @@ def figure(rows, out, name, title, x, metric, ylabel, prefix=''):
     return None
   series = varying(rows, exclude=(x,))
   stats = group(rows, series + [x], metric)
-  write_csv(os.path.join(out, f'{name}.csv'), series + [x, f'{metric}_mean', f'{metric}_std',
-                                                         'n'],
-             [list(k) + [m, s, n] for k, (m, s, n) in stats.items()])
+  write_csv(os.path.join(out, f'{name}.csv'),
+            [short(f) for f in series + [x]] + [f'{metric}_mean', f'{metric}_std', 'n'],
+            [list(k) + [m, s, n] for k, (m, s, n) in stats.items()])
 
   plt = plotting.pyplot()
   categorical = not all(isinstance(v, (int, float)) for v in xs)
@@ -140,9 +182,9 @@ def figure(rows, out, name, title, x, metric, ylabel, prefix=''):
   if categorical:
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_xlim(-0.5, len(xs) - 0.5)
-  elif x in ('width', 'depth') and min(xs) > 0 and max(xs) / min(xs) >= 8:
+  elif short(x) in ('width', 'depth') and min(xs) > 0 and max(xs) / min(xs) >= 8:
     ax.set_xscale('log', base=2)
-  ax.set_xlabel(x)
+  ax.set_xlabel(short(x))
   ax.set_ylabel(ylabel)
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3)
@@ -156,6 +198,6 @@ def figure(rows, out, name, title, x, metric, ylabel, prefix=''):
   for line in lines:
     cells = [fmt(*stats[line + (xv,)], metric) if line + (xv,) in stats else '—' for xv in xs]
     table.append('| ' + ' | '.join([line_label(series, line)] + cells) + ' |')
-  return (f'## {title}\n\n{ylabel} (mean ± std over seeds), x = {x}.\n\n'
+  return (f'## {title}\n\n{ylabel} (mean ± std over seeds), x = {short(x)}.\n\n'
           f'![{name}]({prefix}{name}.png)\n\n' + '\n'.join(table)
           + f'\n\nData: [{name}.csv]({prefix}{name}.csv)\n')

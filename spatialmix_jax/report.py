@@ -20,27 +20,31 @@ from spatialmix_jax import records
 # have its metric, so the metric alone tells classification from un-shuffling cells.
 FIGURES = (
     ('fig2_resnet_depth', 'Fig. 2: separable ResNet depth',
-     lambda r: 'resnet' in r['model'], 'depth',
-     'test_accuracy', 'test accuracy'),
+     lambda r: 'resnet' in r['model.name'], 'model.depth', 'test_accuracy', 'test accuracy'),
     ('fig3_filter_families', 'Fig. 3: families of spatial filters',
-     lambda r: True, 'spatial_init', 'test_accuracy', 'test accuracy'),
-    ('fig4_width', 'Fig. 4: ConvMixer width',
-     lambda r: r['model'] == 'convmixer', 'width',
-     'test_accuracy', 'test accuracy'),
+     lambda r: True, 'model.spatial_init', 'test_accuracy', 'test accuracy'),
+    ('fig4_width', 'Fig. 4: width',
+     lambda r: r['model.name'] == 'convmixer', 'model.width', 'test_accuracy',
+     'test accuracy'),
+    ('fig4_width_multiplier', 'Fig. 4: separable ResNet width',
+     lambda r: 'resnet' in r['model.name'], 'model.width_multiplier', 'test_accuracy',
+     'test accuracy'),
     ('fig5_convmixer_depth', 'Fig. 5: ConvMixer depth',
-     lambda r: r['model'] == 'convmixer', 'depth',
-     'test_accuracy', 'test accuracy'),
+     lambda r: r['model.name'] == 'convmixer', 'model.depth', 'test_accuracy', 'test accuracy'),
     ('kernel_size', 'ConvMixer kernel size',
-     lambda r: r['model'] == 'convmixer', 'kernel_size',
-     'test_accuracy', 'test accuracy'),
+     lambda r: r['model.name'] == 'convmixer', 'model.kernel_size', 'test_accuracy',
+     'test accuracy'),
     ('fig6_7_robustness', 'Figs. 6/7: accuracy under attack',
      lambda r: 'attack' in r, 'epsilon', 'attacked_accuracy', 'accuracy under attack'),
     ('smooth_strength', '§4.3.3: smoothed random filters (σ = 0: plain random)',
-     lambda r: 'attack' in r, 'smooth_sigma', 'attacked_accuracy', 'accuracy under attack'),
+     lambda r: 'attack' in r, 'model.smooth_sigma', 'attacked_accuracy',
+     'accuracy under attack'),
     ('fig10_unshuffle_width', 'Figs. 10/B.4/B.5: un-shuffling PSNR vs width',
-     lambda r: True, 'width', 'test_psnr', 'test PSNR (dB)'),
+     lambda r: True, 'model.width', 'test_psnr', 'test PSNR (dB)'),
     ('fig10_unshuffle_depth', 'Figs. 10/B.4/B.5: un-shuffling PSNR vs depth',
-     lambda r: True, 'depth', 'test_psnr', 'test PSNR (dB)'),
+     lambda r: True, 'model.depth', 'test_psnr', 'test PSNR (dB)'),
+    ('fig10_unshuffle_kernel', 'Fig. 10: un-shuffling PSNR vs kernel size',
+     lambda r: True, 'model.kernel_size', 'test_psnr', 'test PSNR (dB)'),
 )
 FIGURE_NAMES = tuple(f[0] for f in FIGURES)
 FIGURE_NAMES = tuple(f[0] for f in FIGURES)
@@ -49,12 +53,13 @@ FIGURE_NAMES = tuple(f[0] for f in FIGURES)
 def summary(rows, out):
   """Every group of cells that differ only in seed, with all metrics (CSV + Markdown)."""
   plain = [r for r in rows if 'attack' not in r]
-  keys = records.varying(plain, exclude=('attack',)) or ['mode']
+  keys = records.varying(plain, exclude=records.ATTACK_FIELDS) or ['mode']
   metrics = [m for m in records.METRICS if any(m in r for r in plain)]
   stats = {m: records.group(plain, keys, m) for m in metrics}
   groups = sorted({k for s in stats.values() for k in s},
                   key=lambda k: [records.sort_key(v) for v in k])
-  header = keys + [f'{m}_{s}' for m in metrics for s in ('mean', 'std')] + ['n']
+  header = [records.short(k) for k in keys] + [f'{m}_{s}' for m in metrics
+                                               for s in ('mean', 'std')] + ['n']
   lines = []
   for key in groups:
     line = list(key)
@@ -74,12 +79,12 @@ def summary(rows, out):
   ax.bar(range(len(groups)), means, yerr=stds, capsize=3, color='tab:blue')
   ax.set_xticks(range(len(groups)), ['\n'.join(map(str, k)) for k in groups], fontsize=7)
   ax.set_ylabel(metric)
-  ax.set_title(' / '.join(keys), fontsize=9)
+  ax.set_title(' / '.join(records.short(k) for k in keys), fontsize=9)
   fig.tight_layout()
   fig.savefig(os.path.join(out, 'summary.png'), dpi=120)
   plt.close(fig)
 
-  table = ['| ' + ' | '.join(keys + metrics + ['seeds']) + ' |',
+  table = ['| ' + ' | '.join([records.short(k) for k in keys] + metrics + ['seeds']) + ' |',
            '|' + '---|' * (len(keys) + len(metrics) + 1)]
   for key in groups:
     cells = [records.fmt(*stats[m][key], m) if key in stats[m] else '—' for m in metrics]

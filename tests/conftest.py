@@ -16,12 +16,5 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_config():
   """A seconds-sized digits run: the full pipeline with a minute model."""
   from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  config.model.width = 16
-  config.model.depth = 2
-  config.batch_size = 32
-  config.eval_batch_size = 64
-  config.num_train_steps = 6
-  config.log_every_steps = 3
-  config.checkpoint_every_steps = 3
-  return config
+  from golden import runs  # pylint: disable=g-import-not-at-top
+  return runs.tiny_budget(default.get_config())

@@ -1,98 +1,155 @@
-"""The reproduction report: verdicts follow the numbers, missing grids say so, the committed
-docs/reproduction.md is what the report command writes from the committed records."""
+"""The reproduction report: verdicts follow the numbers and their seed noise, missing grids say
+so, cells that differ in any config field stay apart, the paper's PGD is what it says, and the
+committed docs/reproduction.md is what the report command writes from the committed records."""
 
 import json
 import os
 import pathlib
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from configs.sweeps import paper_cifar10
 from configs.sweeps import repro_cifar10
+from spatialmix_jax import attacks
+from spatialmix_jax import records
 from spatialmix_jax import reproduction
 from spatialmix_jax import sweep
+from spatialmix_jax import verdicts
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-COMMITTED = 'docs/results/repro_cifar10'
+COMMITTED = 'docs/results'
 
 
-def _write_grid(workdir, variant, metrics):
+def _write_grid(workdir, module, variant, metrics):
   """Cells of the real grid config with made-up metrics: metrics(overrides) -> (results, eval)."""
-  grid = repro_cifar10.get_config(variant)
+  grid = module.get_config(variant)
+  folder = workdir / module.__name__.split('.')[-1] / variant
   for name, config, overrides in sweep.cells(grid):
-    celldir = workdir / variant / name
+    celldir = folder / name
     celldir.mkdir(parents=True)
     results, evaluated = metrics(overrides)
-    model = {k: config.model[k] for k in ('depth', 'width', 'kernel_size', 'spatial_init',
-                                           'smooth_sigma')}
-    record = {'model_config': model, 'dataset': config.dataset, 'task': config.task,
-              'model': config.model.name, 'mode': config.mode, 'seed': config.seed,
-              'step': config.num_train_steps, 'wall_time_s': 60.0, **results}
+    record = {'model_config': config.model.to_dict(), 'dataset': config.dataset,
+              'task': config.task, 'model': config.model.name, 'mode': config.mode,
+              'seed': config.seed, 'step': 300, 'wall_time_s': 60.0, **results}
     (celldir / 'results.json').write_text(json.dumps(record))
     (celldir / 'config.json').write_text(json.dumps(config.to_dict()))
     if evaluated is not None:
       (celldir / 'eval.json').write_text(json.dumps({**record, **evaluated}))
 
 
-def _classification(accuracy, attacked):
+def _classification(accuracy, attacked, seed_step=0.001):
   def metrics(overrides):
     key = overrides.get('model.spatial_init', overrides['mode'])
-    clean = accuracy[key] + 0.001 * overrides['seed']
-    robustness = {a: {'0': clean, '1': attacked[key] + 0.001 * overrides['seed']}
+    clean = accuracy[key] + seed_step * overrides['seed']
+    robustness = {a: {'0': clean, '1': attacked[key] + seed_step * overrides['seed']}
                   for a in ('fgsm', 'pgd')}
     return {'test_accuracy': clean}, {'robustness': robustness, 'wall_time_s': 30.0}
   return metrics
 
 
-def _verdicts(claims):
-  return [(c['grids'], c['verdict']) for c in claims]
+def _verdicts(claims, figure):
+  return {c['grids']: c['verdict'] for c in claims if c['figure'] == figure}
 
 
 def test_verdicts_follow_the_numbers_and_missing_grids_are_not_measured(tmp_path):
   paper_like = _classification({'full': 0.70, 'chans': 0.68, 'space': 0.50},
                                {'full': 0.30, 'chans': 0.40, 'space': 0.20})
-  _write_grid(tmp_path / 'agrees', 'convmixer_modes', paper_like)
-  _write_grid(tmp_path / 'agrees', 'families', _classification(
+  _write_grid(tmp_path / 'agrees', repro_cifar10, 'convmixer_modes', paper_like)
+  _write_grid(tmp_path / 'agrees', paper_cifar10, 'fig6_modes', paper_like)
+  _write_grid(tmp_path / 'agrees', paper_cifar10, 'fig3_families', _classification(
       {'same': 0.55, 'box': 0.45, 'identity': 0.44}, {'same': 0, 'box': 0, 'identity': 0}))
-  _write_grid(tmp_path / 'agrees', 'adversarial', _classification(
-      {'full': 0.60, 'chans': 0.60}, {'full': 0.37, 'chans': 0.39}))
+  _write_grid(tmp_path / 'agrees', paper_cifar10, 'fig6_adversarial', _classification(
+      {'full': 0.60, 'chans': 0.60, 'space': 0.5}, {'full': 0.37, 'chans': 0.39, 'space': 0.3}))
   claims = reproduction.write(str(tmp_path / 'agrees'), str(tmp_path / 'out' / 'agrees.md'))
-  verdicts = dict(_verdicts(claims)[:3])
-  assert verdicts['convmixer_modes'] == 'agrees'
-  assert verdicts['resnet_modes'] == 'not measured'
-  assert verdicts['families + chans of convmixer_modes'] == 'agrees'
-  robust = [c for c in claims if c['claim'].startswith('Chans models are more robust')]
-  assert [c['verdict'] for c in robust] == ['agrees', 'not measured']
-  assert 'FGSM: full 0.3005 ± 0.0007, chans 0.4005 ± 0.0007' in robust[0]['measured']
-  adversarial = [c for c in claims if 'adversarial training' in c['claim']]
-  assert [c['verdict'] for c in adversarial] == ['agrees']
-  assert 'Chans − Full +10.0 pp without, +2.0 pp with' in adversarial[0]['measured']
+  modes = _verdicts(claims, 'Fig. 2')
+  assert modes['paper_cifar10/fig6_modes'] == 'agrees'
+  assert modes['repro_cifar10/resnet_modes'] == 'not measured'
+  families = _verdicts(claims, 'Fig. 3')
+  assert families['paper_cifar10/fig6_modes, paper_cifar10/fig3_families'] == 'agrees'
+  robust = _verdicts(claims, 'Fig. 6')
+  assert robust['paper_cifar10/fig6_modes'] == 'agrees'
+  assert robust['repro_cifar10/robustness_long'] == 'not measured'
+  assert robust['paper_cifar10/fig6_modes, paper_cifar10/fig6_adversarial'] == 'agrees'
+  measured = next(c['measured'] for c in claims if c['figure'] == 'Fig. 6'
+                  and c['grids'] == 'paper_cifar10/fig6_modes')
+  assert 'FGSM: full 0.3005 ± 0.0007 (2 seeds), chans 0.4005 ± 0.0007 (2 seeds)' in measured
+  assert _verdicts(claims, 'Fig. 4')['paper_cifar10/fig4_width'] == 'not measured'
+  # Rows on another architecture than the figure's say so; the paper's own do not.
+  architecture = {c['grids']: c['architecture'] for c in claims if c['figure'] == 'Fig. 6'}
+  assert "not the paper's architecture" in architecture['repro_cifar10/convmixer_modes']
+  assert "not the paper's" not in architecture['paper_cifar10/fig6_modes']
 
   # Space closer to Full than Chans, Full more robust: the same claims must now fail.
   contrary = _classification({'full': 0.70, 'chans': 0.55, 'space': 0.65},
                              {'full': 0.40, 'chans': 0.30, 'space': 0.20})
-  _write_grid(tmp_path / 'contrary', 'convmixer_modes', contrary)
+  _write_grid(tmp_path / 'contrary', repro_cifar10, 'convmixer_modes', contrary)
+  _write_grid(tmp_path / 'contrary', paper_cifar10, 'fig6_modes', contrary)
   claims = reproduction.write(str(tmp_path / 'contrary'), str(tmp_path / 'out' / 'contrary.md'))
-  assert _verdicts(claims)[0] == ('convmixer_modes', 'disagrees')
-  robust = [c for c in claims if c['claim'].startswith('Chans models are more robust')]
-  assert robust[0]['verdict'] == 'disagrees'
-  assert [c['verdict'] for c in claims if 'decorrelated' in c['claim']] == ['not measured']
-
+  assert _verdicts(claims, 'Fig. 2')['paper_cifar10/fig6_modes'] == 'disagrees'
+  assert _verdicts(claims, 'Fig. 6')['paper_cifar10/fig6_modes'] == 'disagrees'
   markdown = (tmp_path / 'out' / 'contrary.md').read_text()
-  assert '| convmixer_modes | 6/6 |' in markdown
-  assert '--config=configs/sweeps/repro_cifar10.py:convmixer_modes' in markdown
-  assert '![robustness_fgsm](contrary/robustness_fgsm.png)' in markdown
-  assert (tmp_path / 'out' / 'contrary' / 'robustness_fgsm.png').exists()
+  assert '| repro_cifar10/convmixer_modes | 6/6 |' in markdown
+  assert '--config=configs/sweeps/paper_cifar10.py:fig6_modes' in markdown
+  assert '![fig6_fgsm](contrary/fig6_fgsm.png)' in markdown
+  assert (tmp_path / 'out' / 'contrary' / 'fig6_fgsm.png').exists()
+
+
+def test_a_verdict_with_overlapping_seeds_reads_inconclusive():
+  assert verdicts.decide([0.70, 0.72], [0.69, 0.73])[2] == 'inconclusive'  # Δ 0 pp, s 2.9 pp
+  assert verdicts.decide([0.70, 0.74], [0.69, 0.71])[2] == 'inconclusive'  # Δ 2 pp, s 2.2 pp
+  assert verdicts.decide([0.80, 0.81], [0.70, 0.71])[2] == 'agrees'  # Δ 10 pp, s 0.7 pp
+  assert verdicts.decide([0.70, 0.71], [0.80, 0.81])[2] == 'disagrees'
+  delta, spread, verdict = verdicts.decide([0.9], [0.1])  # one seed: no spread to judge by
+  assert (round(delta, 6), spread, verdict) == (0.8, None, 'inconclusive')
+  assert verdicts.combine(['agrees', 'inconclusive']) == 'inconclusive'
+  assert verdicts.combine(['agrees', 'disagrees']) == 'disagrees'
+  assert verdicts.combine(['agrees', 'agrees']) == 'agrees'
+
+
+def test_cells_differing_only_in_width_multiplier_stay_apart(tmp_path):
+  _write_grid(tmp_path, paper_cifar10, 'fig4_width',
+              lambda o: ({'test_accuracy': 0.5 + 0.1 * o['model.width_multiplier']
+                          + 0.001 * o['seed']}, None))
+  rows = records.load_cells(str(tmp_path / 'paper_cifar10' / 'fig4_width'))
+  assert records.varying(rows) == ['mode', 'model.width_multiplier']
+  stats = records.group(rows, records.varying(rows), 'test_accuracy')
+  assert len(stats) == 6 and all(n == 2 for _, _, n in stats.values())
+  assert stats[('chans', 4)][0] == pytest.approx(0.9005)
+  assert stats[('chans', 1)][0] == pytest.approx(0.6005)
+
+
+def test_paper_pgd_with_two_steps_is_fgsm_applied_twice_with_projection():
+  # A loss whose gradient sign flips where x crosses 0.5: the second step must start from the
+  # first step's (projected) point, and the projection must clip to the ε-ball and to [0, 1].
+  weights = jnp.array([1.0, -1.0, 2.0, -3.0])
+  loss = lambda x: jnp.sum(weights * (x - 0.5) ** 2)
+  x = jnp.array([0.5, 0.52, 0.99, 0.01])
+  epsilon = 0.03
+
+  def project(z):
+    return jnp.clip(jnp.clip(z, x - epsilon, x + epsilon), 0.0, 1.0)
+
+  twice = project(attacks.fgsm(loss, project(attacks.fgsm(loss, x, epsilon)), epsilon))
+  config = type('EvalConfig', (), {'pgd_variant': 'paper', 'pgd_step_size': 0.0,
+                                   'pgd_steps': 2})
+  step = attacks.pgd_step_size(config, epsilon)
+  assert step == epsilon  # the paper's eq. 4: steps of ε
+  got = attacks.pgd(loss, x, epsilon, steps=2, step_size=step, key=None)
+  np.testing.assert_allclose(got, twice, atol=1e-7)
+  assert not np.allclose(got, attacks.fgsm(loss, x, epsilon))  # two steps, not one
 
 
 def test_unshuffle_verdict_uses_the_share_of_full_psnr_gain(tmp_path):
   def psnr(chans):
-    return lambda o: ({'test_psnr': {'full': 20.0, 'chans': chans}[o['mode']],
+    return lambda o: ({'test_psnr': {'full': 20.0, 'chans': chans}[o['mode']] + 0.1 * o['seed'],
                        'scrambled_psnr': 10.0}, None)
-  for chans, expected in ((18.5, 'agrees'), (17.0, 'disagrees')):
+  for chans, expected in ((18.5, 'agrees'), (17.0, 'disagrees'), (18.0, 'inconclusive')):
     workdir = tmp_path / str(chans)
-    _write_grid(workdir, 'unshuffle_digits', psnr(chans))
-    rows = reproduction.load(str(workdir))['unshuffle_digits']
-    assert reproduction.unshuffle_claim(rows, 'digits')['verdict'] == expected
+    _write_grid(workdir, repro_cifar10, 'unshuffle_digits', psnr(chans))
+    rows = reproduction.load(str(workdir))['repro_cifar10/unshuffle_digits']
+    assert verdicts.unshuffle_share(rows)['verdict'] == expected
 
 
 def test_without_the_modes_grid_the_error_names_the_command(tmp_path):

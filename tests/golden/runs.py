@@ -19,7 +19,8 @@ METRICS = ('test_loss', 'test_accuracy', 'test_psnr', 'scrambled_psnr', 'num_tes
            'step', 'frozen_unchanged')
 
 
-def _tiny(config):
+def tiny_budget(config):
+  """A seconds-sized run of `config`: a minute model, six steps (also the tests' fixture)."""
   config.model.width = 16
   config.model.depth = 2
   config.batch_size = 32
@@ -27,6 +28,11 @@ def _tiny(config):
   config.num_train_steps = 6
   config.log_every_steps = 3
   config.checkpoint_every_steps = 3
+  return config
+
+
+def _tiny(config):
+  tiny_budget(config)
   # A constant rate moves the weights from the first step (a one-cycle warm-up would not).
   config.optimizer.schedule = 'constant'
   config.optimizer.learning_rate = 0.005

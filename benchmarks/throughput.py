@@ -201,7 +201,7 @@ def main(argv=None):
     try:
       import torch  # pylint: disable=g-import-not-at-top,redefined-outer-name
     except ImportError:
-      print('torch not importable (pip install -e ".[bench]"): no PyTorch rows.')
+      print('torch not importable (pip install -e ".[torch]"): no PyTorch rows.')
     else:
       torch.set_num_threads(args.threads)
       on_gpu = backend in ('gpu', 'cuda', 'rocm')
@@ -232,20 +232,23 @@ def main(argv=None):
         spec = datasets.get_spec(config.dataset)
         batch_np = harness.random_batch(spec, args.batch)
         experiment = harness.build_experiment(config)
-        analytic = flop_model.analytic_flops(flop_model.layers_of(config.model, experiment.image_shape,
-                                            spec.num_classes, args.batch), experiment.frozen)
-        auto = sorted({depthwise.resolve_impl('auto', x, k, backend) for x, k in
-                       flop_model.depthwise_shapes(config.model, experiment.image_shape, args.batch)}
+        layers = flop_model.layers_of(config.model, experiment.image_shape, spec.num_classes,
+                                      args.batch)
+        analytic = flop_model.analytic_flops(layers, experiment.frozen)
+        shapes = flop_model.depthwise_shapes(config.model, experiment.image_shape, args.batch)
+        auto = sorted({depthwise.resolve_impl('auto', x, k, backend) for x, k in shapes}
                       ) if 'auto' in impls else []
         runs = ([('torch', 'torch')] if torch else []) + [('jax', i) for i in impls]
         torch_ips = None
         for framework, impl in runs:
           if framework == 'torch':
-            result = harness.time_torch(torch, config, batch_np, args.steps, args.warmup, torch_device)
+            result = harness.time_torch(torch, config, batch_np, args.steps, args.warmup,
+                                        torch_device)
           else:
             try:
-              result = harness.time_jax(harness.make_config(model, mode, impl, args.batch, dtype), batch_np,
-                                args.steps, args.warmup)
+              result = harness.time_jax(
+                  harness.make_config(model, mode, impl, args.batch, dtype), batch_np,
+                  args.steps, args.warmup)
             except ValueError as e:
               if impl != 'pallas':
                 raise

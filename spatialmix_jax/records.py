@@ -96,8 +96,13 @@ def load_cells(workdir):
 
 
 def short(field):
-  """A field's name in tables and legends: 'model.width' -> 'width'."""
-  return field[len('model.'):] if field.startswith('model.') else field
+  """A field's name in tables and legends: 'model.width' -> 'width',
+  'adversarial_training.enabled' -> 'adv_enabled'."""
+  if field.startswith('model.'):
+    return field[len('model.'):]
+  if field.startswith('adversarial_training.'):
+    return 'adv_' + field[len('adversarial_training.'):]
+  return field
 
 
 def varying(rows, exclude=()):

@@ -207,17 +207,29 @@ FIGURES = (
      'test_accuracy', lambda r: r['mode'] != 'space'),
     ('fig4_width', 'Fig. 4: Full and Chans against width, separable ResNet-8',
      ('paper_cifar10/fig4_width',), 'model.width_multiplier', 'test_accuracy', lambda r: True),
-    ('fig6_fgsm', 'Fig. 6: FGSM accuracy vs ε (1/255), separable ResNet-8, plain and '
-     'FGSM-trained', ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'), 'epsilon',
+    ('fig6_fgsm', 'Fig. 6: FGSM accuracy vs ε, separable ResNet-8, plain and FGSM-trained',
+     ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'fgsm'),
-    ('fig6_pgd', 'Fig. 6: PGD-2 accuracy vs ε (1/255), separable ResNet-8, plain and '
-     'FGSM-trained', ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'), 'epsilon',
+    ('fig6_pgd', 'Fig. 6: PGD-2 accuracy vs ε, separable ResNet-8, plain and FGSM-trained',
+     ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'pgd'),
-    ('fig5_convmixer_modes', 'Fig. 5 (ours: ConvMixer-128/4 k5 p2, 300 steps): Full / Chans / '
-     'Space', ('repro_cifar10/convmixer_modes',), 'mode', 'test_accuracy', lambda r: True),
-    ('fig7_fgsm', 'Fig. 7: FGSM accuracy vs ε, Chans with plain and smoothed frozen filters, '
-     'ConvMixer', ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'), 'epsilon',
+    ('fig5_convmixer_modes', 'Fig. 5: Full / Chans / Space, ConvMixer-128/4 k5 p2',
+     ('repro_cifar10/convmixer_modes',), 'mode', 'test_accuracy', lambda r: True),
+    ('fig7_fgsm', 'Fig. 7: FGSM accuracy vs ε, Chans, plain and smoothed frozen filters',
+     ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'fgsm' and r['mode'] == 'chans'),
+    ('convmixer_long_fgsm', 'FGSM accuracy vs ε, ConvMixer-128/4 k5 p2, 1,560 steps',
+     ('repro_cifar10/robustness_long',), 'epsilon',
+     'attacked_accuracy', lambda r: r.get('attack') == 'fgsm'),
+    ('convmixer_adversarial_fgsm', 'FGSM accuracy vs ε, ConvMixer-128/4 k5 p2, plain and '
+     'FGSM-trained',
+     ('repro_cifar10/convmixer_modes', 'repro_cifar10/adversarial'), 'epsilon',
+     'attacked_accuracy', lambda r: r.get('attack') == 'fgsm' and r['mode'] != 'space'
+     and r['model.spatial_init'] == 'random'),
+    ('unshuffle_cifar10', 'Un-shuffling CIFAR-10: PSNR by mode (dashed: scrambled input)',
+     ('repro_cifar10/unshuffle',), 'mode', 'test_psnr', lambda r: True),
+    ('unshuffle_digits', 'Un-shuffling digits (width 128, depth 8): PSNR by mode',
+     ('repro_cifar10/unshuffle_digits',), 'mode', 'test_psnr', lambda r: True),
     ('fig10_kernel', 'Fig. 10: un-shuffling PSNR vs kernel size (digits)',
      ('paper_cifar10/fig10_kernel',), 'model.kernel_size', 'test_psnr', lambda r: True),
     ('fig10_depth', 'Fig. 10: un-shuffling PSNR vs depth (digits)',

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-RULE = '|Δ| < 2 × pooled std over seeds, or one seed → inconclusive; else the sign of Δ decides'
+RULE = ('|Δ| < 2 × pooled std over seeds, or one seed → inconclusive; else the sign of Δ '
+        'decides')
 ATTACK_NAMES = {'fgsm': 'FGSM', 'pgd': 'PGD-2'}
 CLAIM_EPSILON = 1.0  # ε (in 1/255) at which the paper states its robustness claims
 UNSHUFFLE_SHARE = 0.8  # "almost as well": Chans keeps this share of Full's PSNR gain

@@ -249,7 +249,8 @@ def _start_peers(args):
   """A started PeerProcess (it imports torch meanwhile), or None and why no timm rows."""
   if args.no_torch:
     return None, '--no-torch'
-  device_type = {'cpu': 'cpu', 'gpu': 'cuda'}.get(args.backend)
+  # jax.default_backend() says 'gpu' for CUDA and ROCm alike; torch calls both 'cuda'.
+  device_type = {'cpu': 'cpu', 'gpu': 'cuda', 'cuda': 'cuda', 'rocm': 'cuda'}.get(args.backend)
   if device_type is None:
     return None, f'no PyTorch device for JAX backend {args.backend!r}'
   return torch_peers.PeerProcess(device_type), None

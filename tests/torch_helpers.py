@@ -1,54 +1,26 @@
 """PyTorch-side helpers of tests/test_torch_weights.py: timm (or a skip), a locuslab-layout
 ConvMixer, random BatchNorm statistics, and logits of either framework on the same images."""
 
-import glob
 import importlib.util
-import os
 
 import numpy as np
 import pytest
 
+from benchmarks import torch_peers
+
 EXTRA_HINT = 'the torch extra is not installed (pip install -e ".[torch]")'
-_DECLARED = []  # op definitions live as long as their torch.library.Library object
 
 
 def import_torch():
   return pytest.importorskip('torch', reason=EXTRA_HINT)
 
 
-def _declare_torchvision_ops_if_unloadable(torch):
-  """Lets torchvision import when its C++ ops cannot load.
-
-  pip can only get the CUDA build of torchvision from the registries, and on a machine with
-  the CPU build of torch (ours) its ops library fails to load (it links libtorch_cuda).
-  torchvision then still registers fake kernels for `torchvision::nms` and `qnms` at import
-  and fails because those ops do not exist. Declaring the two schemas first lets it import
-  with its ops unavailable, which is how it treats a missing extension; no ConvMixer (and
-  nothing in these tests) calls them.
-  """
-  spec = importlib.util.find_spec('torchvision')
-  if spec is None:
-    return
-  libraries = glob.glob(os.path.join(os.path.dirname(spec.origin), '_C*.so'))
-  try:
-    if libraries:
-      torch.ops.load_library(libraries[0])
-      return
-  except OSError:
-    pass
-  if hasattr(torch.ops.torchvision, 'nms'):
-    return
-  library = torch.library.Library('torchvision', 'DEF')
-  library.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-  library.define('qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-  _DECLARED.append(library)
-
-
 def import_timm():
   torch = import_torch()
   if importlib.util.find_spec('timm') is None:
     pytest.skip(EXTRA_HINT)
-  _declare_torchvision_ops_if_unloadable(torch)
+  # The same workaround the benchmark uses; see its docstring.
+  torch_peers.declare_torchvision_ops_if_unloadable(torch)
   import timm  # pylint: disable=g-import-not-at-top
   return timm
 

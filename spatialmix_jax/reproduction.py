@@ -1,7 +1,8 @@
 """The reproduction report: each of the paper's claims, on the architecture of the figure that
 makes it, next to what our grids measured, with a verdict that accounts for seed noise.
 
-  python -m spatialmix_jax.reproduction --workdir=docs/results --output=docs/reproduction.md
+  python -m spatialmix_jax.reproduction --workdir=docs/results --output=docs/reproduction.md \
+      --readme=README.md
 
 WORKDIR holds the grids of configs/sweeps/paper_cifar10.py (the paper's figures on its own
 architectures) and of configs/sweeps/repro_cifar10.py (the earlier ConvMixer grids), one folder
@@ -9,7 +10,8 @@ per grid (`paper_cifar10/fig6_modes`, ...), filled by the sweep runner; only the
 are needed. Figures and CSVs go to a folder named after OUTPUT's stem; WORKDIR/discussion.md,
 written by hand, is appended as it is. Verdicts are computed by `verdicts.py`'s rule, so the
 same records give the same document and new records can overturn a verdict; a grid that has
-not run yet turns its claims into "not measured".
+not run yet turns its claims into "not measured". With --readme, the claims table between the
+README's `<!-- claims -->` and `<!-- /claims -->` lines is rewritten from the same verdicts.
 """
 
 import dataclasses
@@ -326,14 +328,43 @@ def write(workdir, output):
   return claims
 
 
+README_BEGIN, README_END = '<!-- claims -->', '<!-- /claims -->'
+
+
+def readme_table(claims):
+  """The README's short form of the claims table: figure, architecture, measured, verdict."""
+  lines = ['| figure | claim | architecture | measured | verdict |', '|---|---|---|---|---|']
+  for c in claims:
+    lines.append(f'| {c["figure"]} | {c["claim"]} | {c["architecture"]} | {c["measured"]} | '
+                 f'**{c["verdict"]}** |')
+  return lines
+
+
+def with_readme_table(text, claims):
+  """TEXT (a README) with the lines between its claims markers replaced by readme_table."""
+  lines = text.split('\n')
+  if README_BEGIN not in lines or README_END not in lines:
+    raise ValueError(f'The README has no {README_BEGIN} ... {README_END} lines around its '
+                     'claims table: add them where the table goes.')
+  begin, end = lines.index(README_BEGIN), lines.index(README_END)
+  return '\n'.join(lines[:begin + 1] + readme_table(claims) + lines[end:])
+
+
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   output = FLAGS.output or os.path.join(FLAGS.workdir, 'reproduction.md')
   try:
+    if FLAGS.readme:
+      with open(FLAGS.readme) as f:
+        readme = f.read()
+      with_readme_table(readme, [])  # a README without markers fails before any work
     claims = write(FLAGS.workdir, output)
-  except ValueError as e:
+    if FLAGS.readme:
+      with open(FLAGS.readme, 'w') as f:
+        f.write(with_readme_table(readme, claims))
+  except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   for claim in claims:
@@ -348,5 +379,7 @@ if __name__ == '__main__':
                       'paper_cifar10/<grid>/ and repro_cifar10/<grid>/.')
   flags.DEFINE_string('output', '', 'The Markdown file to write (default '
                       'WORKDIR/reproduction.md); figures go to a folder named after its stem.')
+  flags.DEFINE_string('readme', '', 'A README whose claims table (between the '
+                      f'{README_BEGIN} and {README_END} lines) is rewritten too.')
   flags.mark_flag_as_required('workdir')
   app.run(main)

@@ -94,11 +94,18 @@ def not_measured(why):
   return result(why, 'not measured', '—')
 
 
+def missing(rows, absent):
+  """Not measured: the grid has no finished cell at all, or none of ABSENT (names) yet."""
+  if not rows:
+    return not_measured('grid not run')
+  return not_measured(f'grid incomplete: no finished {", ".join(absent)} cell yet')
+
+
 def modes(rows):
   """Chans nearly matches Full, Space lags far behind: Chans above Space."""
   acc = {m: values(plain(rows), 'test_accuracy', mode=m) for m in ('full', 'chans', 'space')}
   if not all(acc.values()):
-    return not_measured('grid not run')
+    return missing(rows, [m for m, a in acc.items() if not a])
   delta, spread, verdict = decide(list(acc['chans'].values()), list(acc['space'].values()))
   gap = np.mean(list(acc['full'].values())) - np.mean(list(acc['chans'].values()))
   return result(f'full {_mean(acc["full"])}, chans {_mean(acc["chans"])}, space '
@@ -112,7 +119,7 @@ def families(rows, others=('same', 'box', 'identity')):
   chans = [r for r in plain(rows) if r['mode'] == 'chans']
   acc = {f: values(chans, 'test_accuracy', model__spatial_init=f) for f in ('random',) + others}
   if not all(acc.values()):
-    return not_measured('grid not run')
+    return missing(rows, [f'chans {f}' for f, a in acc.items() if not a])
   parts, verdicts = [f'random {_mean(acc["random"])}'], []
   for family in others:
     delta, spread, verdict = decide(list(acc['random'].values()), list(acc[family].values()))
@@ -154,7 +161,7 @@ def robustness(rows, where=None):
   for attack, label in ATTACK_NAMES.items():
     acc = {m: attacked(rows, attack, mode=m, **(where or {})) for m in ('full', 'chans')}
     if not all(acc.values()):
-      return not_measured('grid not run')
+      return missing(rows, [f'attacked {m}' for m, a in acc.items() if not a])
     delta, spread, verdict = decide(list(acc['chans'].values()), list(acc['full'].values()))
     parts.append(f'{label}: full {_mean(acc["full"])}, chans {_mean(acc["chans"])} '
                  f'({_delta(delta, spread)})')
@@ -173,7 +180,7 @@ def adversarial(plain_rows, trained_rows, where=None):
       acc = {m: attacked(rows, attack, mode=m, **(where or {})) for m in ('full', 'chans')}
       gaps.append(_gaps(acc['chans'], acc['full']))
     if not all(gaps):
-      return not_measured('grid not run')
+      return missing(trained_rows, ['attacked full and chans, plain and FGSM-trained,'])
     delta, spread, verdict = decide([abs(g) for g in gaps[0]], [abs(g) for g in gaps[1]])
     parts.append(f'{label}: Chans − Full {100 * np.mean(gaps[0]):+.1f} pp without, '
                  f'{100 * np.mean(gaps[1]):+.1f} pp with ({_delta(delta, spread)} in |gap|)')

@@ -172,3 +172,26 @@ def test_committed_report_is_what_the_report_command_writes(tmp_path, monkeypatc
     assert (tmp_path / 'reproduction' / csv_file.name).read_text() == csv_file.read_text()
   assert len(os.listdir(tmp_path / 'reproduction')) == len(
       os.listdir(REPO / 'docs' / 'reproduction'))
+  readme = (REPO / 'README.md').read_text()
+  claims = reproduction.write(COMMITTED, str(tmp_path / 'again.md'))
+  assert reproduction.with_readme_table(readme, claims) == readme
+
+
+def test_readme_table_replaces_only_the_lines_between_its_markers():
+  claims = [{'figure': 'Fig. 2', 'claim': 'c', 'architecture': 'a', 'measured': 'm',
+             'verdict': 'agrees'}]
+  readme = 'intro\n<!-- claims -->\nold row\n<!-- /claims -->\nafter'
+  assert reproduction.with_readme_table(readme, claims).split('\n') == [
+      'intro', '<!-- claims -->', '| figure | claim | architecture | measured | verdict |',
+      '|---|---|---|---|---|', '| Fig. 2 | c | a | m | **agrees** |', '<!-- /claims -->', 'after']
+  with pytest.raises(ValueError, match='<!-- claims -->'):
+    reproduction.with_readme_table('no markers here', claims)
+
+
+def test_a_grid_with_some_cells_names_what_it_still_lacks():
+  rows = [{'mode': 'full', 'seed': 0, 'test_accuracy': 0.6},
+          {'mode': 'chans', 'seed': 0, 'test_accuracy': 0.59}]
+  assert verdicts.modes([])['measured'] == 'grid not run'
+  result = verdicts.modes(rows)
+  assert result['verdict'] == 'not measured'
+  assert result['measured'] == 'grid incomplete: no finished space cell yet'

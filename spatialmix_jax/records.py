@@ -72,6 +72,12 @@ def cell_config(config_json, results):
   return config
 
 
+# The eval.* settings say how the attacked evaluation (eval.json) ran; a cell's clean metrics
+# (results.json) are on the whole test split whatever they are, so its clean row carries the
+# defaults and cells that differ only in how they were attacked compare as seeds when clean.
+_CLEAN_EVAL = {k: v for k, v in _defaults().items() if k.startswith('eval.')}
+
+
 def load_cells(workdir):
   """One row per finished cell (its flat config, metrics, step and wall time), plus one per
   (attack, ε) of an attacked cell."""
@@ -81,8 +87,9 @@ def load_cells(workdir):
     results = read_json(os.path.join(celldir, 'results.json'))
     if results is None:
       continue
-    row = {**cell_config(read_json(os.path.join(celldir, 'config.json')), results),
-           'cell': name, 'step': results.get('step'), 'wall_time_s': results.get('wall_time_s')}
+    config = cell_config(read_json(os.path.join(celldir, 'config.json')), results)
+    row = {**config, **_CLEAN_EVAL, 'cell': name, 'step': results.get('step'),
+           'wall_time_s': results.get('wall_time_s')}
     for metric in ('test_accuracy', 'test_psnr', 'scrambled_psnr'):
       if metric in results:
         row[metric] = results[metric]
@@ -90,8 +97,8 @@ def load_cells(workdir):
     evaluated = read_json(os.path.join(celldir, 'eval.json')) or {}
     for attack, per_eps in evaluated.get('robustness', {}).items():
       for eps, accuracy in per_eps.items():
-        rows.append({**row, 'attack': attack, 'epsilon': float(eps),
-                     'attacked_accuracy': accuracy})
+        rows.append({**row, **{k: config[k] for k in _CLEAN_EVAL}, 'attack': attack,
+                     'epsilon': float(eps), 'attacked_accuracy': accuracy})
   return rows
 
 

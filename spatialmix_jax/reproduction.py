@@ -135,8 +135,9 @@ def _architecture(grids):
 
 
 def _setup(rows):
-  """One line: the model, budget, optimiser, augmentation and attack of a grid's first cell."""
-  c = rows[0]
+  """One line: the model, budget, optimiser, augmentation and attack of a grid's first cell
+  (its attacked rows carry the attack settings, when it has any)."""
+  c = next((r for r in rows if 'attack' in r), rows[0])
   if 'resnet' in c['model.name']:
     model = f'{c["model.name"]}-{c["model.depth"]}, d = {c["model.depth_multiplier"]}'
   else:
@@ -171,7 +172,7 @@ def setup_and_cost(workdir, rows):
     evaluated = f'{sum(e["wall_time_s"] for e in evals if e) / 60:.1f} min' if any(
         evals) else '—'
     lines.append(f'| {folder} | {len(cells)}/{len(sweep.get("cells", {})) or len(cells)} | '
-                 f'{_setup(verdicts.plain(grid_rows))} | {train / 60:.1f} min | {evaluated} |')
+                 f'{_setup(grid_rows)} | {train / 60:.1f} min | {evaluated} |')
     config, variant = folder.split('/')
     data_dir = ('' if grid_rows[0]['dataset'] == 'digits'
                 else ' \\\n    --config.base.data_dir=../shared/tensorflow_datasets')

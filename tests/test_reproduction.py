@@ -195,3 +195,21 @@ def test_a_grid_with_some_cells_names_what_it_still_lacks():
   result = verdicts.modes(rows)
   assert result['verdict'] == 'not measured'
   assert result['measured'] == 'grid incomplete: no finished space cell yet'
+
+
+def test_cells_attacked_differently_are_seeds_of_one_clean_experiment(tmp_path):
+  for seed, attacks in ((0, 'fgsm,pgd'), (1, '')):
+    celldir = tmp_path / f'seed-{seed}'
+    celldir.mkdir()
+    config = {'mode': 'chans', 'seed': seed,
+              'eval': {'attacks': attacks, 'max_examples': 2000 if attacks else -1}}
+    record = {'model_config': {}, 'mode': 'chans', 'dataset': 'cifar10',
+              'task': 'classification', 'seed': seed, 'test_accuracy': 0.5 + seed / 10}
+    (celldir / 'config.json').write_text(json.dumps(config))
+    (celldir / 'results.json').write_text(json.dumps(record))
+    if attacks:
+      (celldir / 'eval.json').write_text(json.dumps({'robustness': {'fgsm': {'1': 0.3}}}))
+  rows = records.load_cells(str(tmp_path))
+  assert records.varying(verdicts.plain(rows)) == []  # clean: two seeds of one experiment
+  attacked = [r for r in rows if 'attack' in r]
+  assert attacked[0]['eval.max_examples'] == 2000  # how it was attacked stays on its rows

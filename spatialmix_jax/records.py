@@ -8,6 +8,7 @@ differ only in their seed are grouped into mean ± std.
 """
 
 import csv
+import functools
 import json
 import os
 
@@ -47,7 +48,9 @@ def flatten(tree, prefix=''):
   return flat
 
 
+@functools.lru_cache(maxsize=None)
 def _defaults():
+  """The schema's flat defaults, built once (callers copy before changing them)."""
   return flatten(config_schema.get_config().to_dict())
 
 
@@ -63,7 +66,7 @@ def cell_config(config_json, results):
   if 'eval.pgd_variant' not in saved and 'eval.pgd_random_start' in saved:
     # Before eval.pgd_variant existed the default was a random start and steps of 2.5ε/k.
     saved['eval.pgd_variant'] = 'madry' if saved['eval.pgd_random_start'] else 'no_random_start'
-  config = _defaults()
+  config = dict(_defaults())
   config.update({k: v for k, v in saved.items() if k in config})
   if config['model.spatial_init'] != 'smooth':
     config['model.smooth_sigma'] = 0.0  # plain random filters: no smoothing

@@ -71,6 +71,20 @@ def declare_torchvision_ops_if_unloadable(torch):
   _DECLARED.append(library)
 
 
+def hide_triton_if_tensorflow_loaded():
+  """Makes torch see no triton in a process that has already imported TensorFlow.
+
+  The CUDA build of torch, which pip installs from the registries by default, brings triton,
+  and loading triton's native library after TensorFlow's crashes the process (segfault in
+  `import triton`; the other order works). torch imports triton lazily, from
+  `torch._dynamo`, which torchvision and so timm import. A process with TensorFlow loaded
+  (the tests, the loop benchmark) runs its PyTorch peers eagerly on the CPU and never needs
+  triton, so it is marked absent there; torch then treats it as not installed.
+  """
+  if 'tensorflow' in sys.modules and 'triton' not in sys.modules:
+    sys.modules['triton'] = None
+
+
 def one_line(error):
   text = str(error).strip().splitlines()
   return f'{type(error).__name__}: {text[0] if text else ""}'[:300]
@@ -83,6 +97,7 @@ def import_torch_and_timm():
   except ImportError as e:
     return None, f'torch is not importable ({e})'
   try:
+    hide_triton_if_tensorflow_loaded()
     declare_torchvision_ops_if_unloadable(torch)
     import timm  # pylint: disable=g-import-not-at-top
   except Exception as e:  # pylint: disable=broad-except

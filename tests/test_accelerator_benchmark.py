@@ -3,6 +3,7 @@ measures every row, its import path holds no TensorFlow, bad flags are one line 
 compute, a failing or over-budget row is recorded rather than fatal, and its timm peers are
 the JAX models, parameter for parameter."""
 
+import importlib.util
 import json
 import math
 import os
@@ -241,3 +242,34 @@ def test_timm_peers_are_the_jax_models(model, quick):
     assert sum(p.numel() for n, p in peer.named_parameters() if n in names) == sum(
         counts[c] for c in frozen)
     assert all(p.requires_grad == (n not in names) for n, p in peer.named_parameters())
+
+
+_TRITON_PROBE = '''
+import importlib.util, sys
+{first}
+from benchmarks import torch_peers
+torch, timm = torch_peers.import_torch_and_timm()
+print(sys.modules.get('triton', 'unset'), importlib.util.find_spec('triton') is not None,
+      timm is not None and hasattr(timm, 'create_model'))
+'''
+
+
+@pytest.mark.parametrize('tensorflow_first', [True, False])
+def test_timm_imports_after_tensorflow_without_loading_triton(tensorflow_first):
+  # With the CUDA build of torch (pip's default), `import tensorflow` then `import triton`
+  # segfaults; timm reaches triton through torchvision and torch._dynamo. After TensorFlow,
+  # triton must read as absent and timm still import; without TensorFlow nothing is hidden.
+  if importlib.util.find_spec('timm') is None:
+    pytest.skip('the torch extra is not installed')
+  first = 'import tensorflow' if tensorflow_first else ''
+  completed = subprocess.run(
+      [sys.executable, '-c', _TRITON_PROBE.format(first=first)], cwd=REPO_ROOT,
+      capture_output=True, text=True, timeout=300, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  triton_entry, triton_installed, timm_ok = completed.stdout.split()[-3:]
+  assert timm_ok == 'True'
+  if tensorflow_first:
+    assert triton_entry == 'None'  # marked absent, so never loaded
+  else:
+    assert triton_entry == ('unset' if triton_installed == 'False' else triton_entry)
+    assert triton_entry != 'None'

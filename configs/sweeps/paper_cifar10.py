@@ -28,7 +28,9 @@ configs/sweeps/repro_cifar10.py:smooth.
 Reached on a 2-core Xeon (docs/reproduction.md has every number): fig6_modes, 2 seeds, ~11 min
 a cell: full 0.677, chans 0.678, space 0.577 clean; at ε = 1/255 FGSM full 0.385, chans 0.407,
 PGD-2 full 0.374, chans 0.396. fig3_families (chans, 2 seeds): same 0.670, box 0.397,
-identity 0.393.
+identity 0.393. fig6_adversarial, 2 seeds, ~16 min a cell: clean full 0.645, chans 0.633,
+space 0.491; at ε = 1/255 FGSM full 0.559, chans 0.543, space 0.425, PGD-2 full 0.559,
+chans 0.541.
 """
 
 from configs import resnet_cifar10

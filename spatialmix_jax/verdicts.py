@@ -144,11 +144,14 @@ def width(rows, field='model.width_multiplier'):
   widths = sorted({r[field] for r in rows})
   if len(widths) < 2:
     return not_measured('grid not run')
-  gaps = {w: _gaps(values(rows, 'test_accuracy', mode='full', **{field.replace('.', '__'): w}),
-                   values(rows, 'test_accuracy', mode='chans', **{field.replace('.', '__'): w}))
-          for w in widths}
+  acc = {(w, m): values(rows, 'test_accuracy', mode=m, **{field.replace('.', '__'): w})
+         for w in widths for m in ('full', 'chans')}
+  absent = [f'{m} ×{w}' for (w, m), a in acc.items() if not a]
+  if absent:
+    return missing(rows, absent)
+  gaps = {w: _gaps(acc[w, 'full'], acc[w, 'chans']) for w in widths}
   if not all(gaps.values()):
-    return not_measured('grid incomplete')
+    return not_measured('grid incomplete: no seed has both full and chans at every width')
   delta, spread, verdict = decide(gaps[widths[0]], gaps[widths[-1]])
   listed = ', '.join(f'×{w}: {100 * np.mean(g):+.1f} pp' for w, g in gaps.items())
   return result(f'Full − Chans {listed}; narrowest − widest {_delta(delta, spread)}', verdict,

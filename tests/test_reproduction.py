@@ -195,6 +195,11 @@ def test_a_grid_with_some_cells_names_what_it_still_lacks():
   result = verdicts.modes(rows)
   assert result['verdict'] == 'not measured'
   assert result['measured'] == 'grid incomplete: no finished space cell yet'
+  widths = [{'mode': m, 'seed': 0, 'model.width_multiplier': w, 'test_accuracy': 0.6}
+            for w, m in ((1, 'full'), (1, 'chans'), (2, 'full'))]
+  result = verdicts.width(widths)
+  assert result['verdict'] == 'not measured'
+  assert result['measured'] == 'grid incomplete: no finished chans ×2 cell yet'
 
 
 def test_cells_attacked_differently_are_seeds_of_one_clean_experiment(tmp_path):

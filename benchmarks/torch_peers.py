@@ -85,6 +85,12 @@ def hide_triton_if_tensorflow_loaded():
     sys.modules['triton'] = None
 
 
+def prepare_timm_import(torch):
+  """Both workarounds above, in the order timm needs them; call before `import timm`."""
+  hide_triton_if_tensorflow_loaded()
+  declare_torchvision_ops_if_unloadable(torch)
+
+
 def one_line(error):
   text = str(error).strip().splitlines()
   return f'{type(error).__name__}: {text[0] if text else ""}'[:300]
@@ -97,8 +103,7 @@ def import_torch_and_timm():
   except ImportError as e:
     return None, f'torch is not importable ({e})'
   try:
-    hide_triton_if_tensorflow_loaded()
-    declare_torchvision_ops_if_unloadable(torch)
+    prepare_timm_import(torch)
     import timm  # pylint: disable=g-import-not-at-top
   except Exception as e:  # pylint: disable=broad-except
     # timm fails in many ways (a missing or mismatched torchvision raises RuntimeError).

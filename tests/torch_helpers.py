@@ -19,9 +19,7 @@ def import_timm():
   torch = import_torch()
   if importlib.util.find_spec('timm') is None:
     pytest.skip(EXTRA_HINT)
-  # The same workarounds the benchmark uses; see their docstrings.
-  torch_peers.hide_triton_if_tensorflow_loaded()
-  torch_peers.declare_torchvision_ops_if_unloadable(torch)
+  torch_peers.prepare_timm_import(torch)  # the benchmark's workarounds; see their docstrings
   import timm  # pylint: disable=g-import-not-at-top
   return timm
 

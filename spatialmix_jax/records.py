@@ -152,7 +152,22 @@ def fmt(mean, std, n, metric):
 
 
 def line_label(series_fields, key):
-  return ', '.join(f'{short(f)}={v}' for f, v in zip(series_fields, key)) or 'all'
+  """A line's name in legends and tables: `field=value` pairs, except that the two
+  adversarial-training fields read as the training they describe ('FGSM-trained at 1/255',
+  'standard training') instead of 'adv_enabled=False, adv_epsilon=0.0'."""
+  named = dict(zip(series_fields, key))
+  parts = []
+  for field, value in named.items():
+    if field == 'adversarial_training.enabled':
+      epsilon = named.get('adversarial_training.epsilon')
+      parts.append(f'FGSM-trained at {epsilon:g}/255' if value and epsilon is not None
+                   else 'FGSM-trained' if value else 'standard training')
+    elif field == 'adversarial_training.epsilon':
+      if 'adversarial_training.enabled' not in named:
+        parts.append(f'FGSM-trained at {value:g}/255' if value else 'standard training')
+    else:
+      parts.append(f'{short(field)}={value}')
+  return ', '.join(parts) or 'all'
 
 
 def write_csv(path, header, lines):

@@ -120,6 +120,14 @@ def test_cells_differing_only_in_width_multiplier_stay_apart(tmp_path):
   assert stats[('chans', 1)][0] == pytest.approx(0.6005)
 
 
+def test_legend_names_the_training_not_the_adversarial_fields():
+  fields = ['adversarial_training.enabled', 'adversarial_training.epsilon', 'mode']
+  assert records.line_label(fields, (False, 0.0, 'chans')) == 'standard training, mode=chans'
+  assert records.line_label(fields, (True, 1.0, 'full')) == 'FGSM-trained at 1/255, mode=full'
+  assert records.line_label(['adversarial_training.epsilon'], (4.0,)) == 'FGSM-trained at 4/255'
+  assert records.line_label(['model.width'], (64,)) == 'width=64'
+
+
 def test_paper_pgd_with_two_steps_is_fgsm_applied_twice_with_projection():
   # A loss whose gradient sign flips where x crosses 0.5: the second step must start from the
   # first step's (projected) point, and the projection must clip to the ε-ball and to [0, 1].

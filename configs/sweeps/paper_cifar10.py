@@ -21,7 +21,7 @@ embedded digits for un-shuffling): one grid per figure, each one resumable sweep
 
 Budget: SGD (momentum 0.9, lr 0.1, weight decay 5e-4, cosine, no warm-up) at batch 128 with
 pad-4 crops and flips, float32; 390 steps per epoch. The smallest CIFAR ResNet (n = 1) keeps a
-cell at about 10 minutes on 2 CPU cores (ResNet-14 would double that; width 4 costs 6.5×).
+cell at about 10 minutes on 2 CPU cores (ResNet-14 would double that; width ×4 took 3.5×).
 Fig. 7 (smoothed frozen filters) is a ConvMixer experiment in the paper as here:
 configs/sweeps/repro_cifar10.py:smooth.
 
@@ -30,7 +30,8 @@ a cell: full 0.677, chans 0.678, space 0.577 clean; at ε = 1/255 FGSM full 0.38
 PGD-2 full 0.374, chans 0.396. fig3_families (chans, 2 seeds): same 0.670, box 0.397,
 identity 0.393. fig6_adversarial, 2 seeds, ~16 min a cell: clean full 0.645, chans 0.633,
 space 0.491; at ε = 1/255 FGSM full 0.559, chans 0.543, space 0.425, PGD-2 full 0.559,
-chans 0.541.
+chans 0.541. fig4_width, seed 0, 9.5 / 11–17 / 32–33 min a cell at ×1 / ×2 / ×4: full 0.619 /
+0.651 / 0.664, chans 0.612 / 0.629 / 0.655.
 """
 
 from configs import resnet_cifar10

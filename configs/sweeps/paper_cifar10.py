@@ -30,8 +30,8 @@ a cell: full 0.677, chans 0.678, space 0.577 clean; at ε = 1/255 FGSM full 0.38
 PGD-2 full 0.374, chans 0.396. fig3_families (chans, 2 seeds): same 0.670, box 0.397,
 identity 0.393. fig6_adversarial, 2 seeds, ~16 min a cell: clean full 0.645, chans 0.633,
 space 0.491; at ε = 1/255 FGSM full 0.559, chans 0.543, space 0.425, PGD-2 full 0.559,
-chans 0.541. fig4_width, seed 0, 9.5 / 11–17 / 32–33 min a cell at ×1 / ×2 / ×4: full 0.619 /
-0.651 / 0.664, chans 0.612 / 0.629 / 0.655.
+chans 0.541. fig4_width (2 seeds at ×1 and ×2, seed 0 at ×4), 6–10 / 11–17 / 32–33 min a cell
+at ×1 / ×2 / ×4: full 0.618 / 0.650 / 0.664, chans 0.609 / 0.637 / 0.655.
 """
 
 from configs import resnet_cifar10

@@ -151,23 +151,23 @@ def fmt(mean, std, n, metric):
   return f'{mean:.{digits}f} ± {std:.{digits}f}' if n > 1 else f'{mean:.{digits}f}'
 
 
+def value_label(field, value):
+  """One field's value in a line's name; the adversarial-training fields read as the training
+  they describe instead of 'adv_enabled=False, adv_epsilon=0.0'."""
+  if field == 'adversarial_training.epsilon':
+    return f'FGSM-trained at {value:g}/255' if value else 'standard training'
+  if field == 'adversarial_training.enabled':
+    return 'FGSM-trained' if value else 'standard training'
+  return f'{short(field)}={value}'
+
+
 def line_label(series_fields, key):
-  """A line's name in legends and tables: `field=value` pairs, except that the two
-  adversarial-training fields read as the training they describe ('FGSM-trained at 1/255',
-  'standard training') instead of 'adv_enabled=False, adv_epsilon=0.0'."""
+  """A line's name in legends and tables."""
   named = dict(zip(series_fields, key))
-  parts = []
-  for field, value in named.items():
-    if field == 'adversarial_training.enabled':
-      epsilon = named.get('adversarial_training.epsilon')
-      parts.append(f'FGSM-trained at {epsilon:g}/255' if value and epsilon is not None
-                   else 'FGSM-trained' if value else 'standard training')
-    elif field == 'adversarial_training.epsilon':
-      if 'adversarial_training.enabled' not in named:
-        parts.append(f'FGSM-trained at {value:g}/255' if value else 'standard training')
-    else:
-      parts.append(f'{short(field)}={value}')
-  return ', '.join(parts) or 'all'
+  if 'adversarial_training.epsilon' in named:
+    # ε is 0 exactly when adversarial training is off (cell_config), so ε alone names both.
+    named.pop('adversarial_training.enabled', None)
+  return ', '.join(value_label(f, v) for f, v in named.items()) or 'all'
 
 
 def write_csv(path, header, lines):

@@ -21,7 +21,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from spatialmix_jax import cli
+from spatialmix_jax.config import cli
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -55,7 +55,7 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}: every setting is a --flag or a --config.FIELD.')
   logging.get_absl_logger().addFilter(_QuietLibraries())
-  from spatialmix_jax import experiment  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.config import experiment  # pylint: disable=g-import-not-at-top
   try:
     # A value that cannot work is the user's to fix: one line, before anything else is done.
     experiment.validate_config(FLAGS.config)
@@ -76,8 +76,8 @@ def main(argv):
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend())
 
-  from spatialmix_jax import evaluation  # pylint: disable=g-import-not-at-top
-  from spatialmix_jax import train  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.jobs import evaluation  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.jobs import train  # pylint: disable=g-import-not-at-top
   try:
     if FLAGS.job == 'train':
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -53,9 +53,9 @@ import jax.numpy as jnp
 
 from configs import convmixer_cifar10
 from configs import convmixer_imagenet
-from spatialmix_jax import depthwise
-from spatialmix_jax import freezing
-from spatialmix_jax import native
+from spatialmix_jax.kernels import depthwise
+from spatialmix_jax.modeling import freezing
+from spatialmix_jax.kernels import native
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 DTYPE = 'bfloat16'

@@ -8,7 +8,7 @@ input gradient only (a spatial mixer frozen at init, as in the paper's frozen-sp
 Milliseconds, median over repetitions after a warm-up call.
 
 `--update-auto-table` then writes this backend's fwd+bwd numbers into the table that
-depthwise impl 'auto' reads (spatialmix_jax/depthwise_auto.json, package data);
+depthwise impl 'auto' reads (spatialmix_jax/kernels/depthwise_auto.json, package data);
 `--auto-table-from` does the same from an earlier results file without timing anything.
 Each shape class's number is the sum over the benchmark shapes in that class.
 """
@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, ROOT)
-from spatialmix_jax import depthwise  # pylint: disable=g-import-not-at-top
+from spatialmix_jax.kernels import depthwise  # pylint: disable=g-import-not-at-top
 
 # name: (batch, height, width, channels, k, depth multiplier, stride)
 SHAPES = {
@@ -187,7 +187,7 @@ def auto_table_entry(results, source):
 
 def update_auto_table(results_path, table_path=None):
   """Replaces the results' backend entry of the auto table; returns the new table."""
-  table_path = table_path or os.path.join(ROOT, 'spatialmix_jax', 'depthwise_auto.json')
+  table_path = table_path or os.path.join(ROOT, 'spatialmix_jax', 'kernels', 'depthwise_auto.json')
   with open(results_path) as f:
     results = json.load(f)
   try:
@@ -220,7 +220,7 @@ def main():
   parser.add_argument('--shapes', default=','.join(SHAPES))
   parser.add_argument('--impls', help='comma-separated; default: what this backend runs')
   parser.add_argument('--update-auto-table', action='store_true',
-                      help="write this run's numbers into spatialmix_jax/depthwise_auto.json")
+                      help="write this run's numbers into spatialmix_jax/kernels/depthwise_auto.json")
   parser.add_argument('--auto-table-from', metavar='RESULTS.json',
                       help='only rebuild the auto table entry from an earlier results file')
   args = parser.parse_args()

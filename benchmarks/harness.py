@@ -23,11 +23,11 @@ import numpy as np
 
 from configs import convmixer_cifar10
 from configs import resnet_cifar10
-from spatialmix_jax import datasets
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import sharding
-from spatialmix_jax import train_state
-from spatialmix_jax import train_step
+from spatialmix_jax.data import datasets
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.infra import sharding
+from spatialmix_jax.training import train_state
+from spatialmix_jax.training import train_step
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # name: (recipe config module, model overrides)

@@ -31,10 +31,10 @@ import tensorflow_datasets as tfds
 from configs import convmixer_cifar10_256_8
 from configs import convmixer_imagenet
 from configs import default
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import input_pipeline
-from spatialmix_jax import train_state
-from spatialmix_jax import train_step
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.training import train_state
+from spatialmix_jax.training import train_step
 
 _DATA_DIR = flags.DEFINE_string('data_dir', '/work/shared/tensorflow_datasets',
                                 'Folder with prepared TFDS cifar10.')

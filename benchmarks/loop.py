@@ -10,7 +10,7 @@ For each model and mode, JAX trains `window + steps` steps of the benchmark conf
 CIFAR-10 from --data_dir, or TFDS mock data through the same pipeline when it is not prepared
 there. Its rate is results.json's `train_timing`: the steps after the first logging window
 (compilation excluded), with the loop thread's time split into input wait, step compute and
-host work (`spatialmix_jax/progress.py`). The final evaluation is not timed; it reads only
+host work (`spatialmix_jax/training/progress.py`). The final evaluation is not timed; it reads only
 --eval_examples test images, to keep the benchmark short. The PyTorch twin
 (`torch_models.py`) trains the same model on the same training images held in memory as one
 tensor (random flips included), `window` untimed steps and then `steps` timed ones.
@@ -34,10 +34,10 @@ from benchmarks import harness
 import jax
 import numpy as np
 
-from spatialmix_jax import freezing
-from spatialmix_jax import input_pipeline
-from spatialmix_jax import tfds_builders
-from spatialmix_jax import train
+from spatialmix_jax.modeling import freezing
+from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.data import tfds_builders
+from spatialmix_jax.jobs import train
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 BATCH = 128

@@ -37,10 +37,10 @@ from benchmarks import flop_model
 import jax
 import jax.numpy as jnp
 
-from spatialmix_jax import datasets
-from spatialmix_jax import depthwise
-from spatialmix_jax import native
-from spatialmix_jax import freezing
+from spatialmix_jax.data import datasets
+from spatialmix_jax.kernels import depthwise
+from spatialmix_jax.kernels import native
+from spatialmix_jax.modeling import freezing
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # The default rows (any name of harness.MODELS can be asked for with --models).

@@ -1,6 +1,6 @@
 """PyTorch twins of the benchmarked JAX models, for like-for-like train-step timings.
 
-`create_model(config.model, ...)` mirrors `spatialmix_jax.models.create_model` for the two
+`create_model(config.model, ...)` mirrors `spatialmix_jax.modeling.models.create_model` for the two
 model families that `benchmarks/throughput.py` times: `convmixer` and `sep_resnet_cifar`.
 Layer for layer they compute what the Linen models compute:
 
@@ -13,7 +13,7 @@ Layer for layer they compute what the Linen models compute:
 Each parameter belongs to the collection its JAX counterpart lives in (`collection_of`):
 depthwise convs to `spatial`, pointwise convs to `channel`, the ConvMixer patch stem to
 `stem`, BatchNorm and the head to `params`. `freeze(model, mode)` sets requires_grad=False
-on the collections that `spatialmix_jax.freezing` freezes for that mode, so autograd skips
+on the collections that `spatialmix_jax.modeling.freezing` freezes for that mode, so autograd skips
 their weight gradients just as the JAX step never differentiates frozen collections.
 
 `load_jax_variables` copies a Linen model's variables in, so tests can check that both
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from spatialmix_jax import freezing
+from spatialmix_jax.modeling import freezing
 
 MODEL_NAMES = ('convmixer', 'sep_resnet_cifar')
 COLLECTIONS = ('channel', 'params', 'spatial', 'stem')

@@ -35,7 +35,7 @@ import numpy as np
 
 if __name__ == '__main__':  # the child: this file is run as a script
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from spatialmix_jax import torch_layouts  # pylint: disable=g-import-not-at-top,wrong-import-position
+from spatialmix_jax.interop import torch_layouts  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 LAYOUTS = ('channels_last', 'nchw')
 _REPLY = '@@peer '  # marks the child's answers among anything else a library prints

@@ -19,49 +19,8 @@ Expected (*expected*, not yet measured here): the paper's Fig. 5 regime, chans w
 points of full. On CPU add --config.dtype=float32.
 """
 
-from configs import base
+from spatialmix_jax.config import recipes
 
 
 def get_config():
-  config = base.get_config()
-  config.dataset = 'cifar10'
-  config.mode = 'chans'
-  config.model.name = 'convmixer'
-  config.model.width = 128
-  config.model.depth = 8
-  config.model.kernel_size = 8
-  config.model.patch_size = 1
-  config.model.act = 'gelu'
-  config.model.init_scheme = 'torch'
-  config.dtype = 'bfloat16'  # torch.cuda.amp autocast
-  config.batch_size = 512
-  config.grad_accum_steps = 1
-  config.eval_batch_size = 1000
-  config.num_epochs = 25
-
-  config.optimizer.name = 'adamw'
-  config.optimizer.learning_rate = 0.05  # --lr-max
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 0.005  # --wd
-  config.optimizer.decay_biases_and_norms = True  # optim.AdamW(model.parameters(), ...)
-  config.optimizer.grad_clip_norm = 0.0  # --clip-norm not given
-  config.optimizer.schedule = 'piecewise_onecycle'
-  config.optimizer.warmup_epochs = 0.0
-
-  config.augment.crop_padding = 0  # RandomResizedCrop at --scale=1.0: the identity
-  config.augment.inception_crop = False
-  config.augment.flip = True
-  config.augment.randaugment_policy = 'torchvision'
-  config.augment.randaugment_num_ops = 2  # --ra-n
-  config.augment.randaugment_magnitude = 12.0  # --ra-m (of 31 bins)
-  config.augment.randaugment_magnitude_std = 0.0
-  config.augment.mixup_alpha = 0.0
-  config.augment.cutmix_alpha = 0.0
-  config.augment.random_erasing = 0.0  # --reprob=0
-  config.augment.label_smoothing = 0.0
-
-  config.log_every_steps = 50
-  config.checkpoint_every_steps = 500
-  return config
+  return recipes.convmixer_cifar10()

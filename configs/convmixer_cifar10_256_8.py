@@ -27,13 +27,12 @@ mode (locuslab's number, one 2080Ti, ~43 s/epoch). On CPU add --config.dtype=flo
 """
 
 from configs import convmixer_cifar10
+from spatialmix_jax.modeling import presets
 
 
 def get_config():
   config = convmixer_cifar10.get_config()
   config.mode = 'full'  # the locuslab run trains everything
-  config.model.width = 256  # --hdim
-  config.model.depth = 8  # --depth
-  config.model.kernel_size = 5  # --conv-ks
-  config.model.patch_size = 2  # --psize
+  # --hdim 256 --depth 8 --conv-ks 5 --psize 2
+  config.model.update(presets.model_fields('convmixer_256_8_cifar'))
   return config

@@ -4,10 +4,10 @@
   python main.py --config=configs/workdir.py:DIR --config.init_from=DIR \
       --config.mode=chans --workdir=NEW
 
-Fields config.json lacks keep their defaults (spatialmix_jax/config_schema.py).
+Fields config.json lacks keep their defaults (spatialmix_jax/config/config_schema.py).
 """
 
-from spatialmix_jax import evaluation
+from spatialmix_jax.jobs import evaluation
 
 
 def get_config(workdir):

@@ -63,7 +63,10 @@ from IPython.display import Image, Markdown, display  # noqa: E402
 
 from configs import default  # noqa: E402
 from configs import unshuffle_digits  # noqa: E402
-from spatialmix_jax import evaluation, freezing, init_from, records, spectral, train  # noqa: E402
+from spatialmix_jax.jobs import evaluation, train  # noqa: E402
+from spatialmix_jax.modeling import freezing  # noqa: E402
+from spatialmix_jax.training import init_from  # noqa: E402
+from spatialmix_jax.study import records, spectral  # noqa: E402
 
 logging.set_verbosity(logging.WARNING)  # keep training logs out of the notebook
 

@@ -7,11 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from spatialmix_jax import checkpointing
-from spatialmix_jax import evaluation
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import input_pipeline
-from spatialmix_jax import train
+from spatialmix_jax.training import checkpointing
+from spatialmix_jax.jobs import evaluation
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.jobs import train
 
 
 def assert_sigterm_resume_is_bitwise(config, tmp_path, monkeypatch, interrupt_at):

@@ -16,9 +16,9 @@ import pytest
 from benchmarks import accelerator
 from benchmarks import harness
 from benchmarks import torch_peers
-from spatialmix_jax import depthwise
-from spatialmix_jax import freezing
-from spatialmix_jax import torch_layouts
+from spatialmix_jax.kernels import depthwise
+from spatialmix_jax.modeling import freezing
+from spatialmix_jax.interop import torch_layouts
 from tests import torch_helpers as th
 
 from conftest import REPO_ROOT
@@ -79,8 +79,11 @@ import json, sys
 sys.path.insert(0, {root!r})
 from benchmarks import accelerator, accelerator_report, flop_model, harness, torch_peers
 from configs import convmixer_cifar10, convmixer_imagenet
-from spatialmix_jax import (depthwise, depthwise_pallas, experiment, models, sharding,
-                            train_state, train_step)
+from spatialmix_jax.config import experiment
+from spatialmix_jax.infra import sharding
+from spatialmix_jax.kernels import depthwise, depthwise_pallas
+from spatialmix_jax.modeling import models
+from spatialmix_jax.training import train_state, train_step
 parent = sorted(m for m in {tf!r} + ('torch',) if m in sys.modules)
 torch, timm = torch_peers.import_torch_and_timm()  # what the PyTorch child process imports
 child = sorted(m for m in {tf!r} if m in sys.modules)

@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spatialmix_jax import attacks
-from spatialmix_jax import evaluation
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import input_pipeline
-from spatialmix_jax import sharding
-from spatialmix_jax import train
-from spatialmix_jax import train_state
-from spatialmix_jax import train_step
+from spatialmix_jax.objectives import attacks
+from spatialmix_jax.jobs import evaluation
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.infra import sharding
+from spatialmix_jax.jobs import train
+from spatialmix_jax.training import train_state
+from spatialmix_jax.training import train_step
 
 
 @pytest.fixture(scope='module')

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from configs import base
-from spatialmix_jax import augment
-from spatialmix_jax import batch_mixing
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import image_preprocessing
-from spatialmix_jax import tasks
+from spatialmix_jax.data import augment
+from spatialmix_jax.data import batch_mixing
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.data import image_preprocessing
+from spatialmix_jax.objectives import tasks
 
 import resume_check
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spatialmix_jax import activations
-from spatialmix_jax import batch_norm
-from spatialmix_jax import layers
+from spatialmix_jax.modeling import activations
+from spatialmix_jax.modeling import batch_norm
+from spatialmix_jax.modeling import layers
 
 
 def _apply(module, variables, x, train):
@@ -90,7 +90,7 @@ def test_patchify_matches_the_strided_valid_convolution(shape, k):
 
 @pytest.mark.parametrize('channels', [32, 19])  # whole 16-channel vectors, and a remainder
 def test_fused_native_gelu_norm_matches_gelu_then_batch_norm(monkeypatch, channels):
-  from spatialmix_jax import native  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.kernels import native  # pylint: disable=g-import-not-at-top
   if not native.available():
     pytest.skip(f'native kernels not built here: {native.error()}')
   # Wide enough to reach both tails of GELU (and the exp underflow below -13).

@@ -12,8 +12,8 @@ import pytest
 from benchmarks import flop_model
 from benchmarks import harness
 from benchmarks import throughput
-from spatialmix_jax import datasets
-from spatialmix_jax import freezing
+from spatialmix_jax.data import datasets
+from spatialmix_jax.modeling import freezing
 
 # Wide and spatially small, so the convs dwarf the elementwise work (BatchNorm, activations,
 # AdamW) that XLA counts and the analytic formula leaves out; ReLU, because XLA counts exact

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spatialmix_jax import depthwise
-from spatialmix_jax import native
-from spatialmix_jax.depthwise import depthwise_conv
+from spatialmix_jax.kernels import depthwise
+from spatialmix_jax.kernels import native
+from spatialmix_jax.kernels.depthwise import depthwise_conv
 
 # Non-square, with an odd height so that 'SAME' padding is asymmetric for some (k, stride);
 # 19 channels (and 19 * 9) exercise both the 16-wide vector loops of the native kernel

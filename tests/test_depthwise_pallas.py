@@ -15,11 +15,11 @@ import pytest
 from benchmarks import depthwise_ops
 from configs import base
 from conftest import REPO_ROOT
-from spatialmix_jax import depthwise
-from spatialmix_jax import native
-from spatialmix_jax import depthwise_pallas
-from spatialmix_jax import freezing
-from spatialmix_jax import models
+from spatialmix_jax.kernels import depthwise
+from spatialmix_jax.kernels import native
+from spatialmix_jax.kernels import depthwise_pallas
+from spatialmix_jax.modeling import freezing
+from spatialmix_jax.modeling import models
 
 # (batch, height, width, channels). With the GPU tiling (power-of-two tiles, 64-channel
 # blocks, up to 8 rows per program): 19 channels pad to a 32-wide block and 18 columns to
@@ -238,5 +238,5 @@ def test_auto_table_is_regenerated_from_committed_benchmark_and_shipped():
   # No number in the table that the benchmark file does not give.
   assert entry['shape_classes'] == table['shape_classes']
   with open(os.path.join(REPO_ROOT, 'pyproject.toml'), 'rb') as f:
-    package_data = tomllib.load(f)['tool']['setuptools']['package-data']['spatialmix_jax']
+    package_data = tomllib.load(f)['tool']['setuptools']['package-data']['spatialmix_jax.kernels']
   assert os.path.basename(depthwise._AUTO_TABLE) in package_data

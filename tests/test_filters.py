@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spatialmix_jax import depthwise
-from spatialmix_jax import filters
+from spatialmix_jax.kernels import depthwise
+from spatialmix_jax.modeling import filters
 
 
 def _init(family, shape, scheme='torch', seed=0, **kwargs):

@@ -10,8 +10,8 @@ import optax
 import pytest
 
 from configs import base
-from spatialmix_jax import freezing
-from spatialmix_jax import models
+from spatialmix_jax.modeling import freezing
+from spatialmix_jax.modeling import models
 
 CONVMIXER = ('spatial', 'stem', 'channel', 'params')
 

@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 
 # Prints (on its last line; TFDS reports its preparation on stdout before) the train split's
 # size and the number of test examples actually read.
-_READ_DIGITS = ("from spatialmix_jax import tfds_builders; "
+_READ_DIGITS = ("from spatialmix_jax.data import tfds_builders; "
                 "builder = tfds_builders.get_builder('digits'); "
                 "print(builder.info.splits['train'].num_examples, "
                 "len(list(builder.as_dataset(split='test'))))")

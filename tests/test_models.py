@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from configs import base
-from spatialmix_jax import activations
-from spatialmix_jax import convmixer
-from spatialmix_jax import layers
-from spatialmix_jax import models
+from spatialmix_jax.modeling import activations
+from spatialmix_jax.modeling import convmixer
+from spatialmix_jax.modeling import layers
+from spatialmix_jax.modeling import models
+from spatialmix_jax.modeling import presets
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -77,20 +78,30 @@ def _convmixer_count(width, depth, k, p, classes, channels=3):
   return stem + depth * block + batch_norm + width * classes + classes
 
 
-@pytest.mark.parametrize('preset, millions', [('1536_20', 51.6), ('768_32', 21.1)])
-def test_convmixer_presets(preset, millions):
-  model = convmixer.ConvMixer(**convmixer.PRESETS[preset], num_classes=1000)
-  x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+@pytest.mark.parametrize('name', sorted(presets.PRESETS))
+def test_every_preset_builds_with_the_parameter_count_of_its_source(name):
+  preset = presets.get(name)
+  fields = {k: v for k, v in preset.model.items() if k != 'name'}
+  model = convmixer.ConvMixer(**fields, num_classes=preset.classes)
+  size = 224 if preset.classes == 1000 else 32
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   variables = _init_shapes(model, x, train=False)
   out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
-  assert out.shape == (1, 1000)
+  assert out.shape == (1, preset.classes)
   counts = _counts(variables)
   total = sum(n for c, n in counts.items() if c != 'batch_stats')
-  cfg = convmixer.PRESETS[preset]
-  assert total == _convmixer_count(cfg['width'], cfg['depth'], cfg['kernel_size'],
-                                   cfg['patch_size'], 1000)
-  # The ConvMixer paper's reported sizes.
-  assert round(total / 1e6, 1) == millions
+  assert total == _convmixer_count(fields['width'], fields['depth'], fields['kernel_size'],
+                                   fields['patch_size'], preset.classes)
+  if preset.params is not None:  # the size the source reports, as it rounds it
+    assert round(total / 1e6, 1) == preset.params
+
+
+def test_presets_with_an_unstated_depth_say_so():
+  for name in ('spatialmix_cifar', 'spatialmix_imagenet'):
+    assert presets.get(name).assumed == ('depth',)
+    assert 'assumed: depth' in presets.get(name).describe()
+  with pytest.raises(ValueError, match='choose one of'):
+    presets.get('convmixer_512_16')
 
 
 def test_small_convmixer_counts_by_collection():

@@ -12,8 +12,10 @@ _SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     from jax.sharding import Mesh
     from configs import default
-    from spatialmix_jax import experiment as experiment_lib, input_pipeline, sharding
-    from spatialmix_jax import train_state, train_step
+    from spatialmix_jax.config import experiment as experiment_lib
+    from spatialmix_jax.data import input_pipeline
+    from spatialmix_jax.infra import sharding
+    from spatialmix_jax.training import train_state, train_step
     assert jax.device_count() == 8
     config = default.get_config()
     config.model.width, config.model.depth, config.batch_size = 16, 2, 32
@@ -30,9 +32,9 @@ _SCRIPT = textwrap.dedent('''
         state, metrics = step(state, sharding.global_batch(next(batches), experiment.mesh))
       losses.append(float(metrics['loss']) / float(metrics['count']))
     print('LOSSES', *losses)
-    config.batch_size = 20
+    config.batch_size = 20  # the Experiment holds a frozen copy: build a new one
     try:
-      input_pipeline.create_train_data(experiment)
+      input_pipeline.create_train_data(experiment_lib.create_experiment(config))
     except ValueError as e:
       print('ERROR', e)
 ''')

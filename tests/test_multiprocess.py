@@ -35,7 +35,7 @@ _DRIVER = textwrap.dedent('''
     sys.path.insert(0, os.getcwd())
     from absl import app
     import main
-    from spatialmix_jax import input_pipeline, tfds_builders
+    from spatialmix_jax.data import input_pipeline, tfds_builders
 
     role, out = sys.argv[1], sys.argv[2]
     sys.argv = ['main.py'] + sys.argv[3:]

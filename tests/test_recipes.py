@@ -12,12 +12,12 @@ import pytest
 from configs import convmixer_cifar10
 from configs import convmixer_cifar10_256_8
 from configs import convmixer_imagenet
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import models
-from spatialmix_jax import optimizers
-from spatialmix_jax import sweep
-from spatialmix_jax import train_state
-from spatialmix_jax import train_step
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.modeling import models
+from spatialmix_jax.training import optimizers
+from spatialmix_jax.study import sweep
+from spatialmix_jax.training import train_state
+from spatialmix_jax.training import train_step
 
 
 def _batch(config, n, seed=0):

@@ -12,11 +12,11 @@ import pytest
 
 from configs.sweeps import paper_cifar10
 from configs.sweeps import repro_cifar10
-from spatialmix_jax import attacks
-from spatialmix_jax import records
-from spatialmix_jax import reproduction
-from spatialmix_jax import sweep
-from spatialmix_jax import verdicts
+from spatialmix_jax.objectives import attacks
+from spatialmix_jax.study import records
+from spatialmix_jax.study import reproduction
+from spatialmix_jax.study import sweep
+from spatialmix_jax.study import verdicts
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 COMMITTED = 'docs/results'

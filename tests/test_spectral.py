@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from spatialmix_jax import spectral
-from spatialmix_jax import train
+from spatialmix_jax.study import spectral
+from spatialmix_jax.jobs import train
 
 
 def test_envelope_of_a_delta_is_flat():
@@ -83,7 +83,7 @@ def test_model_without_depthwise_filters_is_a_one_line_error(tiny_config, tmp_pa
   assert '\n' not in str(error.value)
   assert not (tmp_path / 'spectral').exists()
   completed = subprocess.run(
-      [sys.executable, '-m', 'spatialmix_jax.spectral', f'--workdir={tmp_path}'],
+      [sys.executable, '-m', 'spatialmix_jax.study.spectral', f'--workdir={tmp_path}'],
       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, timeout=120, check=False)
   assert completed.returncode == 2

@@ -11,10 +11,10 @@ import sys
 import ml_collections
 import pytest
 
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import records
-from spatialmix_jax import report
-from spatialmix_jax import sweep
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.study import records
+from spatialmix_jax.study import report
+from spatialmix_jax.study import sweep
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRIDS = sorted(name[:-3] for name in os.listdir(os.path.join(REPO_ROOT, 'configs', 'sweeps'))
@@ -110,7 +110,7 @@ def test_report_groups_seeds_into_mean_and_std():
 
 def test_unknown_grid_on_the_command_line_is_a_one_line_error(tmp_path):
   completed = subprocess.run(
-      [sys.executable, '-m', 'spatialmix_jax.sweep', '--config=configs/sweeps/nope.py',
+      [sys.executable, '-m', 'spatialmix_jax.study.sweep', '--config=configs/sweeps/nope.py',
        f'--workdir={tmp_path}'],
       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, timeout=120, check=False)

@@ -15,15 +15,15 @@ import jax
 import numpy as np
 import pytest
 
-from spatialmix_jax import datasets
-from spatialmix_jax import evaluation
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import init_from
-from spatialmix_jax import layers
-from spatialmix_jax import models
-from spatialmix_jax import torch_layouts
-from spatialmix_jax import torch_weights
-from spatialmix_jax import train
+from spatialmix_jax.data import datasets
+from spatialmix_jax.jobs import evaluation
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.training import init_from
+from spatialmix_jax.modeling import layers
+from spatialmix_jax.modeling import models
+from spatialmix_jax.interop import torch_layouts
+from spatialmix_jax.interop import torch_weights
+from spatialmix_jax.jobs import train
 from tests import torch_helpers as th
 
 from configs import workdir as workdir_config
@@ -63,7 +63,7 @@ def _depends_on_the_image(logits):
 
 
 def _run_cli(*argv):
-  """The exit code of `python -m spatialmix_jax.torch_weights ARGV`, run in-process."""
+  """The exit code of `python -m spatialmix_jax.interop.torch_weights ARGV`, run in-process."""
   try:
     torch_weights.main(list(argv))
   except SystemExit as e:
@@ -220,7 +220,7 @@ def test_locuslab_import_matches_and_export_loads_strictly(tmp_path, kernel_size
 
 def _digits_eval_batches(config):
   experiment = experiment_lib.create_experiment(config)
-  from spatialmix_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   data = input_pipeline.create_eval_data(experiment)
   return list(data.iterate())
 

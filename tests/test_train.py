@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from spatialmix_jax import checkpointing
-from spatialmix_jax import evaluation
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import input_pipeline
-from spatialmix_jax import sweep
-from spatialmix_jax import tfds_builders
-from spatialmix_jax import train
-from spatialmix_jax import train_state
+from spatialmix_jax.training import checkpointing
+from spatialmix_jax.jobs import evaluation
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.study import sweep
+from spatialmix_jax.data import tfds_builders
+from spatialmix_jax.jobs import train
+from spatialmix_jax.training import train_state
 
 import resume_check
 

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spatialmix_jax import evaluation
-from spatialmix_jax import experiment as experiment_lib
-from spatialmix_jax import train
-from spatialmix_jax import unshuffle
+from spatialmix_jax.jobs import evaluation
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.jobs import train
+from spatialmix_jax.objectives import unshuffle
 
 
 def test_permutation_is_a_bijection_and_unscramble_inverts_exactly():

@@ -1,7 +1,7 @@
 """Fig. 3: families of frozen spatial filters (random, same, box, identity, smooth) in chans
 mode, with the full model as the reference, CIFAR-10 ConvMixer, 3 seeds.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/families.py --workdir=DIR \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/families.py --workdir=DIR \
       --config.base.data_dir=../shared/tensorflow_datasets
   :small — digits, width 32, depth 2, 2 seeds, 4 epochs.
 """

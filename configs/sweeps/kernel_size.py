@@ -1,7 +1,7 @@
 """ConvMixers with growing depthwise kernels on CIFAR-10 (width 128, depth 8),
 full / chans / space, 3 seeds.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/kernel_size.py --workdir=DIR \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/kernel_size.py --workdir=DIR \
       --config.base.data_dir=../shared/tensorflow_datasets
   :small — digits, width 32, depth 2, kernels 1/3/5/7, 2 seeds, 4 epochs.
 """

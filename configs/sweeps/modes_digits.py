@@ -1,7 +1,7 @@
 """full / chans / space ConvMixers on the embedded digits, 2 seeds: minutes on a CPU.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/modes_digits.py --workdir=/tmp/sw_modes
-  python -m spatialmix_jax.report --workdir=/tmp/sw_modes
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/modes_digits.py --workdir=/tmp/sw_modes
+  python -m spatialmix_jax.study.report --workdir=/tmp/sw_modes
 """
 
 from configs import default

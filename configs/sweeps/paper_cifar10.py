@@ -1,7 +1,7 @@
 """The paper's figures on its own architectures, at a CPU budget, on real CIFAR-10 (and the
 embedded digits for un-shuffling): one grid per figure, each one resumable sweep command.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/paper_cifar10.py:fig6_modes \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/paper_cifar10.py:fig6_modes \
       --workdir=docs/results/paper_cifar10/fig6_modes \
       --config.base.data_dir=../shared/tensorflow_datasets
 

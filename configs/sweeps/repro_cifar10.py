@@ -4,7 +4,7 @@ Every cell is a ConvMixer-128/4 (kernel 5, patch 2) or a separable ResNet-14 (d 
 for 300 steps at batch 128 (0.77 epochs) with flip only, float32: a few minutes per cell on
 2 CPU cores. Pick the grid with the variant:
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/repro_cifar10.py:convmixer_modes \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/repro_cifar10.py:convmixer_modes \
       --workdir=/tmp/repro/convmixer_modes --config.base.data_dir=../shared/tensorflow_datasets
 
   convmixer_modes  full / chans / space × 2 seeds, with FGSM and PGD-2 at ε = 0…4/255

@@ -4,7 +4,7 @@ The non-separable reference (model.name=resnet_cifar) has no spatial/channel spl
 a separate one-axis run: --config.base.model.name=resnet_cifar with the mode axis ignored
 is not meaningful; train it with main.py and configs/resnet_cifar10.py instead.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/resnet_depth.py --workdir=DIR \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/resnet_depth.py --workdir=DIR \
       --config.base.data_dir=../shared/tensorflow_datasets
   :small — digits, depths 8/14/20, 2 seeds, 4 epochs (well under an hour on 2 CPU cores).
 """

@@ -1,7 +1,7 @@
 """Figs. 6/7: accuracy under FGSM and PGD-2 for ε = 0…8/255, full / chans / space, with and
 without FGSM adversarial training (ε = 1/255 during training), CIFAR-10 ConvMixer, 3 seeds.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/robustness.py --workdir=DIR \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/robustness.py --workdir=DIR \
       --config.base.data_dir=../shared/tensorflow_datasets
   :small — digits, width 32, depth 2, 2 seeds, 4 epochs; ε up to 16/255 (8×8 digits are
   hard to move at 1/255).

@@ -2,7 +2,7 @@
 plain random filters (σ = 0), clean and adversarial accuracy (FGSM, PGD-2), CIFAR-10
 ConvMixer, 3 seeds.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/smooth.py --workdir=DIR \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/smooth.py --workdir=DIR \
       --config.base.data_dir=../shared/tensorflow_datasets
   :small — digits, width 32, depth 2, 2 seeds, 4 epochs, ε up to 16/255.
 """

@@ -3,7 +3,7 @@ CIFAR-10 (depth 16, kernel 7); 2 seeds. Pick another dataset with
 --config.base.dataset=mnist (or fashion_mnist) — the configs/unshuffle_*.py recipes differ
 only in the dataset and the number of epochs.
 
-  python -m spatialmix_jax.sweep --config=configs/sweeps/unshuffle_size.py --workdir=DIR \
+  python -m spatialmix_jax.study.sweep --config=configs/sweeps/unshuffle_size.py --workdir=DIR \
       --config.base.data_dir=../shared/tensorflow_datasets
   :small — digits, depth 4, kernel 5, widths 16/32/64, 1 seed, 6 epochs.
 """

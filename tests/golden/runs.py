@@ -86,8 +86,8 @@ def configs():
 
 def run(name, config, workdir):
   """The recorded metrics of one run trained (and, when attacked, evaluated) in `workdir`."""
-  from spatialmix_jax import evaluation  # pylint: disable=g-import-not-at-top
-  from spatialmix_jax import train  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.jobs import evaluation  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.jobs import train  # pylint: disable=g-import-not-at-top
   del name
   results = train.train_and_evaluate(config, workdir)
   record = {k: results[k] for k in METRICS if k in results}

@@ -1,0 +1,134 @@
+"""Evaluation of a trained run: `main.py --job=eval` restores a checkpoint of a workdir,
+evaluates it exactly (every test example once, `eval_loop.py`), under attack when asked
+(`attacks.py`), and writes WORKDIR/eval.json; `summary` is the record shared with
+results.json."""
+
+import json
+import os
+import time
+
+import jax
+from absl import logging
+from etils import epath
+
+from spatialmix_jax.objectives import attacks
+from spatialmix_jax.training import checkpointing
+from spatialmix_jax.config import config_schema
+from spatialmix_jax.objectives import eval_loop
+from spatialmix_jax.config import experiment as experiment_lib
+from spatialmix_jax.modeling import freezing
+from spatialmix_jax.training import init_from
+from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.training import train_state
+
+# Fields renamed since records were first written: a config.json that has the old name still
+# restores.
+_RENAMED_FIELDS = {'model.init': 'model.init_scheme'}
+
+
+def model_variables(state):
+  return {**state.weights, 'batch_stats': state.batch_stats}
+
+
+def evaluate_state(experiment, state, eval_data, p_eval_step):
+  """Means of the test metrics over every example of the split (`count` of them)."""
+  return eval_loop.run(p_eval_step, model_variables(state), eval_data, experiment.mesh)
+
+
+def _frozen_unchanged(experiment, weights):
+  """Whether the frozen collections still hold what the run started from (its random init,
+  or `config.init_from`'s weights), bitwise; None when that source can no longer be read."""
+  initial = init_from.initial_variables(experiment)
+  return None if initial is None else freezing.unchanged(initial, weights, experiment.frozen)
+
+
+def summary(experiment, state, results, step, wall_time_s):
+  """The record written to results.json / eval.json."""
+  config = experiment.config
+  record = {
+      'step': int(step),
+      'mode': config.mode,
+      'frozen_collections': list(experiment.frozen),
+      'model': config.model.name,
+      'model_config': config.model.to_dict(),
+      'task': config.task,
+      'dataset': config.dataset,
+      'seed': config.seed,
+      'test_loss': results['loss'],
+      'num_test_examples': results['count'],
+      'params': freezing.parameter_report(state.weights, experiment.frozen),
+      'frozen_unchanged': _frozen_unchanged(experiment, state.weights),
+      'wall_time_s': round(wall_time_s, 2),
+      'devices': jax.device_count(),
+      'backend': jax.default_backend(),
+  }
+  record.update(experiment.task.result_fields(results))
+  return record
+
+
+def load_saved_config(workdir):
+  """The config a run was trained with (WORKDIR/config.json) as a schema ConfigDict."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise checkpointing.NoCheckpointError(
+        f'No config.json in {workdir!r}: train first with --job=train and the same --workdir.')
+  with open(path) as f:
+    saved = json.load(f)
+  config = config_schema.get_config()
+
+  def fill(target, values, prefix):
+    for key, value in values.items():
+      name = _RENAMED_FIELDS.get(f'{prefix}{key}', f'{prefix}{key}')
+      key = name.rsplit('.', 1)[-1]
+      if key not in target:
+        logging.warning('Ignoring %s of %s: not a field of the config schema.', name, path)
+      elif isinstance(value, dict):
+        fill(target[key], value, f'{name}.')
+      else:
+        target[key] = value
+
+  fill(config, saved, '')
+  return config
+
+
+def restore_for_eval(config, workdir, experiment):
+  """The train state saved in `workdir` (config.eval_step, or the latest readable step)."""
+  if os.path.exists(os.path.join(workdir, 'config.json')):
+    experiment.task.check_checkpoint_config(config, load_saved_config(workdir), workdir)
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory) and '://' not in workdir:
+    raise checkpointing.NoCheckpointError(
+        f'No checkpoint in {workdir!r}: train first with --job=train and the same --workdir.')
+  checkpoints = checkpointing.Checkpoints(workdir, create=False)
+  # The opt_state shapes do not depend on the schedule's length, so any length restores.
+  tx, _ = train_state.create_optimizer(experiment, total_steps=1, steps_per_epoch=1)
+  target = train_state.abstract_state(experiment, tx).as_dict()
+  requested = config.eval_step if config.eval_step >= 0 else None
+  restored, step = checkpoints.restore_latest(target, step=requested)
+  checkpoints.close()
+  if restored is None:
+    raise checkpointing.NoCheckpointError(
+        f'No checkpoint in {workdir!r}: train first with --job=train and the same --workdir.')
+  return train_state.TrainState(**restored), step
+
+
+def evaluate(config, workdir):
+  """Restores a checkpoint of `workdir`, evaluates it and writes `workdir/eval.json`."""
+  started = time.time()
+  experiment = experiment_lib.create_experiment(config)
+  eval_data = input_pipeline.create_eval_data(experiment, max_examples=config.eval.max_examples)
+  state, step = restore_for_eval(config, workdir, experiment)
+  results = evaluate_state(experiment, state, eval_data,
+                           eval_loop.compile_eval_step(experiment))
+  robustness = None
+  if attacks.parse_attacks(config.eval.attacks):
+    robustness = attacks.evaluate_attacks(experiment, model_variables(state), eval_data)
+  record = summary(experiment, state, results, step, wall_time_s=time.time() - started)
+  if robustness is not None:
+    record['robustness'] = robustness  # {attack: {ε in 1/255: accuracy}}
+    if jax.process_index() == 0:
+      attacks.plot_robustness(robustness, os.path.join(workdir, 'robustness.png'))
+  if jax.process_index() == 0:
+    (epath.Path(workdir) / 'eval.json').write_text(json.dumps(record, indent=2, sort_keys=True))
+  logging.info('Evaluation of step %d: %s', step, json.dumps(record))
+  return record

@@ -1,0 +1,179 @@
+"""White-box L∞ attacks (paper §4.3): FGSM (eq. 4) and PGD-k, and the robustness evaluation.
+
+Images are NHWC in [0, 1]; ε is in the same pixel units (configs give it in units of 1/255).
+Every adversarial image stays in the ε-ball around the clean image and in [0, 1]. Attacks run
+the model with BatchNorm in eval mode (running statistics), as the test metrics do, except
+FGSM adversarial *training*, which attacks the train-mode network it is about to update.
+
+PGD variants (`eval.pgd_variant`):
+  paper: the paper's eq. 4 iterated k times (`eval.pgd_steps`), each step of size ε followed by
+         the projection onto the ε-ball and [0, 1], from the clean image: the paper states no
+         random start and no smaller step.
+  madry: Madry et al.'s PGD: a uniform random start in the ε-ball, steps of 2.5ε/k.
+`eval.pgd_step_size` > 0 (in 1/255) replaces the variant's step size.
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+
+from spatialmix_jax.objectives import eval_loop
+from spatialmix_jax.infra import plotting
+from spatialmix_jax.objectives import tasks
+
+ATTACKS = tasks.ATTACKS
+PGD_VARIANTS = ('paper', 'madry')
+
+
+def parse_attacks(spec):
+  """'fgsm,pgd' → ('fgsm', 'pgd'); '' → ()."""
+  names = tuple(n.strip() for n in spec.split(',') if n.strip())
+  unknown = [n for n in names if n not in ATTACKS]
+  if unknown:
+    raise ValueError(f'Unknown attack(s) {unknown} in eval.attacks; choose from {ATTACKS}.')
+  return names
+
+
+def parse_epsilons(spec):
+  """'0,0.5,8' (units of 1/255) → ((0., 0.), (0.5, 0.00196…), (8., 0.0314…)): (label, ε)."""
+  try:
+    labels = tuple(float(e) for e in str(spec).split(',') if e.strip())
+  except ValueError:
+    raise ValueError(f'eval.epsilons must be comma-separated numbers (units of 1/255), '
+                     f'got {spec!r}.') from None
+  if not labels:
+    raise ValueError('eval.epsilons is empty; give e.g. 0,0.5,1,2,4,8 (units of 1/255).')
+  for label in labels:
+    check_epsilon(label, 'eval.epsilons')
+  return tuple((label, label / 255.0) for label in labels)
+
+
+def check_epsilon(label, field):
+  if not 0.0 <= label / 255.0 <= 1.0:
+    raise ValueError(f'{field} {label} (units of 1/255) is outside [0, 1] in pixel units; '
+                     'use a value in [0, 255].')
+
+
+def validate_config(config, task_class):
+  """One-line errors for attack and adversarial-training settings, before any compute."""
+  attacks = parse_attacks(config.eval.attacks)
+  if attacks or config.adversarial_training.enabled:
+    if not task_class.attacks:
+      raise ValueError(f'Task {config.task!r} allows no attacks and no adversarial training; '
+                       'clear eval.attacks / adversarial_training.enabled.')
+  if config.eval.pgd_variant not in PGD_VARIANTS:
+    raise ValueError(f'Unknown eval.pgd_variant {config.eval.pgd_variant!r}; choose one of '
+                     f'{PGD_VARIANTS}.')
+  if attacks:
+    parse_epsilons(config.eval.epsilons)
+  if config.adversarial_training.enabled:
+    check_epsilon(config.adversarial_training.epsilon, 'adversarial_training.epsilon')
+
+
+def fgsm(loss_fn, images, epsilon):
+  """x + ε·sign(∇x loss), clipped to [0, 1]. `loss_fn(images)` is a scalar (a sum over
+  examples, so each example's gradient is its own)."""
+  grad = jax.grad(loss_fn)(images)
+  return jnp.clip(images + epsilon * jnp.sign(grad), 0.0, 1.0)
+
+
+def pgd(loss_fn, images, epsilon, *, steps, step_size, key=None):
+  """`steps` signed-gradient steps of `step_size`, each projected onto the ε-ball ∩ [0, 1];
+  starts at a uniform random point of the ball when `key` is given."""
+  def project(x):
+    return jnp.clip(jnp.clip(x, images - epsilon, images + epsilon), 0.0, 1.0)
+
+  x = images
+  if key is not None:
+    x = project(images + jax.random.uniform(key, images.shape, images.dtype, -1.0, 1.0) * epsilon)
+
+  def step(x, _):
+    grad = jax.grad(loss_fn)(x)
+    return project(x + step_size * jnp.sign(grad)), None
+
+  x, _ = jax.lax.scan(step, x, None, length=steps)
+  return x
+
+
+def pgd_step_size(eval_config, epsilon):
+  if eval_config.pgd_step_size > 0:
+    return eval_config.pgd_step_size / 255.0
+  if eval_config.pgd_variant == 'madry':
+    return 2.5 * epsilon / eval_config.pgd_steps
+  return epsilon
+
+
+def classification_loss(experiment, variables, targets, train=False):
+  """images → summed cross-entropy of the model (BatchNorm statistics never updated here)."""
+  def loss_fn(images):
+    if train:
+      outputs, _ = experiment.model.apply(variables, images, train=True, mutable=['batch_stats'])
+    else:
+      outputs = experiment.model.apply(variables, images, train=False)
+    loss, _ = experiment.task.per_example(outputs, targets, training=False)
+    return jnp.sum(loss)
+  return loss_fn
+
+
+def adversarial_images(experiment, variables, images, targets, attack, epsilon, key):
+  """The attacked batch for `attack` ('fgsm' | 'pgd') at ε (pixel units) in eval mode."""
+  loss_fn = classification_loss(experiment, variables, targets)
+  if attack == 'fgsm':
+    return fgsm(loss_fn, images, epsilon)
+  eval_config = experiment.config.eval
+  return pgd(loss_fn, images, epsilon, steps=eval_config.pgd_steps,
+             step_size=pgd_step_size(eval_config, epsilon),
+             key=key if eval_config.pgd_variant == 'madry' else None)
+
+
+def attack_eval_step(variables, batch, index, epsilon, *, experiment, attack):
+  """eval_loop.eval_step on attacked images: masked metric sums of the batch."""
+  images, targets = experiment.task.inputs_and_targets(batch)
+  # The random start depends on (seed, batch), never on the ε being tried.
+  key = jax.random.fold_in(jax.random.PRNGKey(experiment.config.seed), index)
+  adversarial = adversarial_images(experiment, variables, images, targets, attack, epsilon, key)
+  outputs = experiment.model.apply(variables, adversarial, train=False)
+  loss, metrics = experiment.task.per_example(outputs, targets, training=False)
+  return tasks.summed(loss, metrics, batch['mask'])
+
+
+def evaluate_attacks(experiment, variables, eval_data):
+  """{attack: {ε label (1/255 units, as a string): accuracy}} over the whole eval split."""
+  config = experiment.config
+  results = {}
+  for attack in parse_attacks(config.eval.attacks):
+    # ε is an argument, so one compilation serves every ε.
+    step = eval_loop.compile_step(
+        functools.partial(attack_eval_step, experiment=experiment, attack=attack),
+        experiment.mesh, num_replicated_extra_args=1)
+    results[attack] = {}
+    for label, epsilon in parse_epsilons(config.eval.epsilons):
+      means = eval_loop.run(step, variables, eval_data, experiment.mesh, jnp.float32(epsilon))
+      results[attack][_label(label)] = means['accuracy']
+  return results
+
+
+def _label(value):
+  return f'{value:g}'
+
+
+def plot_robustness(robustness, path, title=None):
+  """Accuracy vs ε (units of 1/255), one line per attack, to a PNG."""
+  plt = plotting.pyplot()
+  fig, ax = plt.subplots(figsize=(4.5, 3.2))
+  for attack, per_eps in robustness.items():
+    eps = sorted(per_eps, key=float)
+    ax.plot([float(e) for e in eps], [per_eps[e] for e in eps], marker='o', label=attack.upper())
+  ax.set_xlabel('ε (×1/255)')
+  ax.set_ylabel('test accuracy')
+  ax.set_ylim(0, 1)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -2,6 +2,8 @@
 collections untouched."""
 
 import functools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ import optax
 import pytest
 
 from configs import base
+from spatialmix_jax.modeling import filters
 from spatialmix_jax.modeling import freezing
 from spatialmix_jax.modeling import models
 
@@ -165,3 +168,43 @@ def test_chans_mode_input_gradient_flows_through_frozen_spatial_layers():
 
   grad = jax.jit(jax.grad(logit))(x)
   assert np.all(np.isfinite(grad)) and np.all(np.abs(grad).sum(axis=(1, 2, 3)) > 0)
+
+
+@pytest.mark.parametrize('spatial_init', filters.FAMILIES)
+def test_a_chans_run_keeps_every_filter_family_bitwise_and_says_so(tiny_config, tmp_path,
+                                                                  spatial_init):
+  """The flag compares with what the run really started from: smoothed filters (an einsum
+  whose rounding depends on where it is compiled) read unchanged too."""
+  from spatialmix_jax.jobs import evaluation  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.jobs import train  # pylint: disable=g-import-not-at-top
+  config = tiny_config
+  config.mode = 'chans'
+  config.model.spatial_init = spatial_init
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results['frozen_unchanged'] is True
+  assert (tmp_path / evaluation.FROZEN_START).exists()
+  # Without the recorded fingerprint (runs from before it existed) the start is recomputed
+  # the way training computes it, and still matches bit for bit.
+  os.remove(tmp_path / evaluation.FROZEN_START)
+  assert evaluation.evaluate(config, str(tmp_path))['frozen_unchanged'] is True
+
+
+def test_the_frozen_check_sees_one_changed_bit(tiny_config, tmp_path):
+  from spatialmix_jax.jobs import evaluation  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.jobs import train  # pylint: disable=g-import-not-at-top
+  config = tiny_config
+  config.mode = 'chans'
+  config.model.spatial_init = 'smooth'
+  train.train_and_evaluate(config, str(tmp_path))
+  path = tmp_path / evaluation.FROZEN_START
+  recorded = json.loads(path.read_text())
+  digest = recorded['frozen']['spatial']
+  recorded['frozen']['spatial'] = ('0' if digest[0] != '0' else '1') + digest[1:]
+  path.write_text(json.dumps(recorded))
+  assert evaluation.evaluate(config, str(tmp_path))['frozen_unchanged'] is False
+  weights = {'spatial': {'k': np.zeros((3, 3), np.float32)}}
+  changed = {'spatial': {'k': np.zeros((3, 3), np.float32)}}
+  changed['spatial']['k'][1, 1] = np.float32(1e-45)  # the smallest subnormal: one bit
+  assert (freezing.fingerprint(weights, ('spatial',))
+          != freezing.fingerprint(changed, ('spatial',)))
+  assert freezing.fingerprint(weights, ()) == {}

@@ -269,9 +269,12 @@ def test_imported_model_evaluates_and_fine_tunes_in_chans_mode(tmp_path, digits_
   assert not np.array_equal(tuned['channel']['PointwiseConv_0']['kernel'],
                             imported['channel']['PointwiseConv_0']['kernel'])
 
-  # Resuming ignores init_from: with the source gone, the run restores its own step 4 (and
-  # can no longer compare its frozen collections with the source).
+  # Resuming ignores init_from: with the source gone, the run restores its own step 4 and
+  # still compares its frozen collections with the start it recorded.
   os.rename(source, source + '.moved')
+  summary = train.train_and_evaluate(config, target)
+  assert summary['step'] == 4 and summary['frozen_unchanged'] is True
+  os.remove(os.path.join(target, evaluation.FROZEN_START))  # a run from before the record
   summary = train.train_and_evaluate(config, target)
   assert summary['step'] == 4 and summary['frozen_unchanged'] is None
 

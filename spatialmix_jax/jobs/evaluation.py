@@ -24,6 +24,8 @@ from spatialmix_jax.training import train_state
 # Fields renamed since records were first written: a config.json that has the old name still
 # restores.
 _RENAMED_FIELDS = {'model.init': 'model.init_scheme'}
+# WORKDIR/FROZEN_START: the fingerprint of the frozen collections a run started from.
+FROZEN_START = 'frozen_start.json'
 
 
 def model_variables(state):
@@ -35,14 +37,28 @@ def evaluate_state(experiment, state, eval_data, p_eval_step):
   return eval_loop.run(p_eval_step, model_variables(state), eval_data, experiment.mesh)
 
 
-def _frozen_unchanged(experiment, weights):
-  """Whether the frozen collections still hold what the run started from (its random init,
-  or `config.init_from`'s weights), bitwise; None when that source can no longer be read."""
-  initial = init_from.initial_variables(experiment)
+def _read_frozen_start(workdir):
+  path = epath.Path(workdir) / FROZEN_START if workdir else None
+  if path is None or not path.exists():
+    return None
+  return json.loads(path.read_text())['frozen']
+
+
+def _frozen_unchanged(experiment, weights, workdir):
+  """Whether the frozen collections still hold, bitwise, what the run started from: the
+  fingerprint the run recorded at step 0 (`FROZEN_START`). Runs recorded before it existed are
+  compared with their start recomputed the way training computes it (its random init, or
+  `config.init_from`'s weights); None when that source can no longer be read."""
+  recorded = _read_frozen_start(workdir)
+  if recorded is not None:
+    now = freezing.fingerprint(weights, experiment.frozen)
+    return all(recorded.get(c) == now[c] for c in experiment.frozen)
+  tx, _ = train_state.create_optimizer(experiment, total_steps=1, steps_per_epoch=1)
+  initial = init_from.initial_variables(experiment, train_state.initial_state(experiment, tx))
   return None if initial is None else freezing.unchanged(initial, weights, experiment.frozen)
 
 
-def summary(experiment, state, results, step, wall_time_s):
+def summary(experiment, state, results, step, wall_time_s, workdir=None):
   """The record written to results.json / eval.json."""
   config = experiment.config
   record = {
@@ -57,7 +73,7 @@ def summary(experiment, state, results, step, wall_time_s):
       'test_loss': results['loss'],
       'num_test_examples': results['count'],
       'params': freezing.parameter_report(state.weights, experiment.frozen),
-      'frozen_unchanged': _frozen_unchanged(experiment, state.weights),
+      'frozen_unchanged': _frozen_unchanged(experiment, state.weights, workdir),
       'wall_time_s': round(wall_time_s, 2),
       'devices': jax.device_count(),
       'backend': jax.default_backend(),
@@ -123,7 +139,8 @@ def evaluate(config, workdir):
   robustness = None
   if attacks.parse_attacks(config.eval.attacks):
     robustness = attacks.evaluate_attacks(experiment, model_variables(state), eval_data)
-  record = summary(experiment, state, results, step, wall_time_s=time.time() - started)
+  record = summary(experiment, state, results, step, wall_time_s=time.time() - started,
+                   workdir=workdir)
   if robustness is not None:
     record['robustness'] = robustness  # {attack: {ε in 1/255: accuracy}}
     if jax.process_index() == 0:

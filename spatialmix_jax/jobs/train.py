@@ -1,7 +1,6 @@
 """Training: the resumable loop behind `main.py --job=train` around the sharded train step
 (`train_step.py`): input, checkpoints, metrics, preemption, the final evaluation and record."""
 
-import functools
 import json
 import signal
 import threading
@@ -93,10 +92,12 @@ def train_and_evaluate(config, workdir):
   target = train_state.abstract_state(experiment, tx)
   restored, start_step = checkpoints.restore_latest(target.as_dict())
   if restored is None:
-    repl = sharding.replicated(experiment.mesh)
-    state = jax.jit(functools.partial(train_state.init_state, experiment, tx), out_shardings=repl)()
+    state = train_state.initial_state(experiment, tx)
     state = init_from.initialise(state, experiment, tx)  # a no-op unless config.init_from
     start_step = 0
+    # What the frozen collections start from, as bits: the end-of-run check compares with it.
+    _write_json(workdir, evaluation.FROZEN_START, {
+        'frozen': freezing.fingerprint(state.weights, experiment.frozen)})
   else:
     state = train_state.TrainState(**restored)
     logging.info('Resumed from checkpoint step %d in %s.', start_step, checkpoints.directory)
@@ -172,7 +173,7 @@ def train_and_evaluate(config, workdir):
   writer.flush()
   checkpoints.close()
   summary = evaluation.summary(experiment, state, results, total_steps,
-                               wall_time_s=time.time() - started)
+                               wall_time_s=time.time() - started, workdir=workdir)
   timing = clock.summary(total_steps)
   if timing is not None:
     summary['train_timing'] = timing  # steady-state img/s and the loop's time split

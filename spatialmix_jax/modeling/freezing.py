@@ -8,6 +8,8 @@ train step differentiates the trainable part only (`split`), so no frozen gradie
 computed.
 """
 
+import hashlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,6 +96,24 @@ def unchanged(initial, final, frozen):
       np.array_equal(a, b)
       for c in frozen
       for a, b in zip(jax.tree.leaves(initial[c]), jax.tree.leaves(final[c])))
+
+
+def fingerprint(weights, frozen):
+  """{collection: SHA-256 of its leaves} for each frozen collection: every leaf's path, dtype,
+  shape and bytes, in tree order. A run records it for the state it really starts from, so the
+  end-of-run check compares bits with bits instead of recomputing the init (a recomputation
+  outside the run's jit can round differently, e.g. the smoothed filters' einsum)."""
+  weights = jax.device_get(weights)
+  digests = {}
+  for collection in frozen:
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(weights[collection])[0]:
+      array = np.ascontiguousarray(np.asarray(leaf))
+      for part in (jax.tree_util.keystr(path), str(array.dtype), str(array.shape)):
+        digest.update(part.encode())
+      digest.update(array.tobytes())
+    digests[collection] = digest.hexdigest()
+  return digests
 
 
 def parameter_report(weights, frozen):

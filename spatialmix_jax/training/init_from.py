@@ -119,10 +119,11 @@ def initialise(state, experiment, tx):
                        opt_state=jax.jit(tx.init, out_shardings=repl)(weights))
 
 
-def initial_variables(experiment):
-  """The variables a run started from: its random init, overlaid with `config.init_from`'s
-  weights when set; None when that source can no longer be read."""
-  variables = experiment.init_variables()
+def initial_variables(experiment, state):
+  """The variables a run started from, given its fresh step-0 `state`: its random init,
+  overlaid with `config.init_from`'s weights when set; None when that source can no longer be
+  read."""
+  variables = {**state.weights, 'batch_stats': state.batch_stats}
   source = experiment.config.get('init_from')
   if not source:
     return variables

@@ -44,6 +44,13 @@ def init_state(experiment, tx):
                     opt_state=tx.init(weights))
 
 
+def initial_state(experiment, tx):
+  """The step-0 state a run starts from, computed the one way every caller shares (jitted,
+  replicated over the mesh), so that recomputing it reproduces the run's bits."""
+  repl = sharding.replicated(experiment.mesh)
+  return jax.jit(functools.partial(init_state, experiment, tx), out_shardings=repl)()
+
+
 def abstract_state(experiment, tx):
   repl = sharding.replicated(experiment.mesh)
   shapes = jax.eval_shape(functools.partial(init_state, experiment, tx))

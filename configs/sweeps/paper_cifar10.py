@@ -18,6 +18,16 @@ embedded digits for un-shuffling): one grid per figure, each one resumable sweep
   fig10_kernel      Fig. 10: un-shuffling the digits with a ConvMixer (width 64, depth 4) of
   fig10_depth       kernel 1 / 3 / 5 / 7, of depth 1 / 2 / 4 / 8 (kernel 5), of width
   fig10_width       16 / 32 / 64 / 128 (depth 4, kernel 5); full and chans × 2 seeds, 20 epochs.
+  fig5_convmixer    Fig. 5: the paper's CIFAR ConvMixer (width 128, kernel 8, patch 1) at depth 4
+                    (one point of the figure's depth axis), full / chans / space × 3 seeds,
+                    1 epoch, attacked like fig6_modes (Fig. 6's question on a ConvMixer).
+  fig7_smooth       Fig. 7: that ConvMixer in chans with smoothed frozen filters (σ = 1, 2 px)
+                    × 3 seeds (plain filters: fig5_convmixer's chans cells), attacked the same.
+  budget_curve      How the Fig. 2 and Fig. 6 gaps move with training length: the fig6_modes
+                    ResNet-8 in full and chans × 3 seeds for 16 epochs (4× fig6_modes),
+                    evaluated clean and under FGSM / PGD-2 at ε = 1/255 every 2 epochs
+                    (curve.json: checkpoints of one 16-epoch schedule, not 2-, 4-, ... epoch
+                    schedules).
 
 Budget: SGD (momentum 0.9, lr 0.1, weight decay 5e-4, cosine, no warm-up) at batch 128 with
 pad-4 crops and flips, float32; 390 steps per epoch. The smallest CIFAR ResNet (n = 1) keeps a
@@ -34,12 +44,13 @@ chans 0.541. fig4_width (2 seeds at ×1 and ×2, seed 0 at ×4), 6–10 / 11–1
 at ×1 / ×2 / ×4: full 0.618 / 0.650 / 0.664, chans 0.609 / 0.637 / 0.655.
 """
 
+from configs import convmixer_cifar10
 from configs import resnet_cifar10
 from configs import unshuffle_digits
 from configs.sweeps import _grid
 
 VARIANTS = ('fig6_modes', 'fig6_adversarial', 'fig3_families', 'fig4_width', 'fig10_kernel',
-            'fig10_depth', 'fig10_width')
+            'fig10_depth', 'fig10_width', 'fig5_convmixer', 'fig7_smooth', 'budget_curve')
 ATTACKED_EXAMPLES = 2000  # test images under attack (clean accuracy: all 10,000)
 
 
@@ -68,6 +79,21 @@ def _attacked(config):
   return config
 
 
+def _convmixer():
+  """The paper's CIFAR ConvMixer with the CIFAR ConvMixer recipe (AdamW, one-cycle), cut to a
+  CPU budget: one epoch at batch 128, flips only (RandAugment needs a longer run), float32."""
+  config = convmixer_cifar10.get_config()
+  config.model.depth = 4
+  config.dtype = 'float32'
+  config.batch_size = 128
+  config.eval_batch_size = 500
+  config.num_epochs = 1
+  config.augment.randaugment_num_ops = 0
+  config.log_every_steps = 130
+  config.checkpoint_every_steps = 130
+  return _attacked(config)
+
+
 def _unshuffle():
   config = unshuffle_digits.get_config()
   config.model.width = 64
@@ -87,6 +113,20 @@ def get_config(variant=''):
     return _grid.make_grid(variant, _unshuffle(), [
         [{f'model.{name}': v} for v in values], _grid.modes(('full', 'chans')),
         _grid.seeds(2)])
+  if variant == 'fig5_convmixer':
+    return _grid.make_grid(variant, _convmixer(), [_grid.modes(), _grid.seeds(3)])
+  if variant == 'fig7_smooth':
+    base = _convmixer()
+    base.model.spatial_init = 'smooth'
+    return _grid.make_grid(variant, base, [
+        [{'model.smooth_sigma': s} for s in (1.0, 2.0)], _grid.modes(('chans',)),
+        _grid.seeds(3)])
+  if variant == 'budget_curve':
+    base = _attacked(_resnet(depth=8, epochs=16))
+    base.eval.epsilons = '1'
+    base.eval_every_steps = 780  # every 2 epochs
+    base.eval.attacks_along_training = True
+    return _grid.make_grid(variant, base, [_grid.modes(('full', 'chans')), _grid.seeds(3)])
   if variant == 'fig4_width':
     return _grid.make_grid(variant, _resnet(depth=8, epochs=2), [
         [{'model.width_multiplier': m} for m in (1, 2, 4)], _grid.modes(('full', 'chans')),

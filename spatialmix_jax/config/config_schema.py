@@ -98,7 +98,9 @@ def get_config():
   config.input.prefetch = 2
 
   config.log_every_steps = 50
-  config.eval_every_steps = 0  # 0: evaluate only at the end
+  # > 0: also evaluate every this many steps, each evaluation recorded in WORKDIR/curve.json
+  # (the budget curves of a longer run); 0: evaluate only at the end.
+  config.eval_every_steps = 0
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.eval_step = -1  # --job=eval restores this step; -1: the latest
@@ -114,6 +116,9 @@ def get_config():
   config.eval.pgd_variant = 'paper'
   config.eval.pgd_step_size = 0.0  # in 1/255; 0: the variant's step
   config.eval.max_examples = -1  # -1: the whole test split
+  # With eval_every_steps > 0: attack every evaluation along training too (eval.attacks at
+  # eval.epsilons on eval.max_examples images), into curve.json beside the clean metrics.
+  config.eval.attacks_along_training = False
 
   config.adversarial_training = ml_collections.ConfigDict()
   config.adversarial_training.enabled = False

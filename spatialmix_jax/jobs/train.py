@@ -13,6 +13,7 @@ from etils import epath
 from clu import metric_writers
 
 from spatialmix_jax.training import checkpointing
+from spatialmix_jax.jobs import curve as curve_lib
 from spatialmix_jax.objectives import eval_loop
 from spatialmix_jax.jobs import evaluation
 from spatialmix_jax.config import experiment as experiment_lib
@@ -114,6 +115,8 @@ def train_and_evaluate(config, workdir):
     writer.write_hparams({k: v for k, v in _flat(config.to_dict()).items()})
   p_eval_step = eval_loop.compile_eval_step(experiment)
 
+  curve = (curve_lib.Curve(experiment, workdir, start_step, steps_per_epoch)
+           if config.eval_every_steps else None)
   clock = progress.LoopClock(start_step, total_steps, config.batch_size)
   batches = train_data.iterate(start_step)
   ready = None
@@ -165,11 +168,14 @@ def train_and_evaluate(config, workdir):
         results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
         writer.write_scalars(step, {f'test_{k}': v for k, v in results.items()
                                     if k != 'count'})
+        curve.add(step, results, evaluation.model_variables(state))
       clock.charge('host')
 
   results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
   writer.write_scalars(total_steps, {f'test_{k}': v for k, v in results.items()
                                      if k != 'count'})
+  if curve is not None:
+    curve.add(total_steps, results, evaluation.model_variables(state))
   writer.flush()
   checkpoints.close()
   summary = evaluation.summary(experiment, state, results, total_steps,

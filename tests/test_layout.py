@@ -185,3 +185,23 @@ def test_the_package_does_not_reach_into_the_repository():
   offenders = {name: found for name in _modules()
                if (found := _reaches_into_the_repository(_source(name)))}
   assert not offenders, offenders
+
+
+def test_the_public_api_resolves_every_name():
+  for name in spatialmix_jax.__all__:
+    assert getattr(spatialmix_jax, name) is not None, name
+  with pytest.raises(AttributeError, match='no attribute'):
+    getattr(spatialmix_jax, 'not_a_name')
+
+
+@pytest.mark.parametrize('old, new', [('sweep', 'study.sweep'),
+                                      ('torch_weights', 'interop.torch_weights')])
+def test_a_moved_entry_point_names_its_new_module_in_one_line(old, new):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  completed = subprocess.run([sys.executable, '-m', f'spatialmix_jax.{old}', '--help'],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                             check=False)
+  assert completed.returncode != 0
+  lines = completed.stderr.strip().splitlines()
+  assert len(lines) == 1 and f'python -m spatialmix_jax.{new}' in lines[0], lines

@@ -25,6 +25,8 @@ ATTACK_FIELDS = ('attack', 'epsilon')
 # apart.
 BOOKKEEPING_FIELDS = ('seed', 'data_dir', 'log_every_steps', 'checkpoint_every_steps',
                       'keep_checkpoints', 'eval_every_steps', 'eval_step')
+# Fields of a row that name a cell or describe its run, not what was run: never compared.
+RECORD_FIELDS = ('grid', 'cell', 'step', 'wall_time_s', 'frozen_unchanged')
 # Renamed fields, as evaluation.load_saved_config reads them.
 _RENAMED = {'model.init': 'model.init_scheme'}
 
@@ -91,8 +93,11 @@ def load_cells(workdir):
     if results is None:
       continue
     config = cell_config(read_json(os.path.join(celldir, 'config.json')), results)
+    # frozen_unchanged: whether the run's frozen collections still held their initial values
+    # when it was evaluated (True), did not (False), or could not be checked (None).
     row = {**config, **_CLEAN_EVAL, 'cell': name, 'step': results.get('step'),
-           'wall_time_s': results.get('wall_time_s')}
+           'wall_time_s': results.get('wall_time_s'),
+           'frozen_unchanged': results.get('frozen_unchanged')}
     for metric in ('test_accuracy', 'test_psnr', 'scrambled_psnr'):
       if metric in results:
         row[metric] = results[metric]
@@ -118,8 +123,7 @@ def short(field):
 def varying(rows, exclude=()):
   """The config (and attack) fields whose value differs between `rows`, seed and bookkeeping
   excluded: what tells their experiments apart."""
-  keys = {k for r in rows for k in r if k not in METRICS and k not in (
-      'cell', 'step', 'wall_time_s')}
+  keys = {k for r in rows for k in r if k not in METRICS and k not in RECORD_FIELDS}
   skip = set(exclude) | set(BOOKKEEPING_FIELDS)
   return sorted(k for k in keys if k not in skip and len({repr(r.get(k)) for r in rows}) > 1)
 

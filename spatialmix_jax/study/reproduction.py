@@ -8,130 +8,38 @@ WORKDIR holds the grids of configs/sweeps/paper_cifar10.py (the paper's figures 
 architectures) and of configs/sweeps/repro_cifar10.py (the earlier ConvMixer grids), one folder
 per grid (`paper_cifar10/fig6_modes`, ...), filled by the sweep runner; only their JSON records
 are needed. Figures and CSVs go to a folder named after OUTPUT's stem; WORKDIR/discussion.md,
-written by hand, is appended as it is. Verdicts are computed by `verdicts.py`'s rule, so the
-same records give the same document and new records can overturn a verdict; a grid that has
-not run yet turns its claims into "not measured". With --readme, the claims table between the
-README's `<!-- claims -->` and `<!-- /claims -->` lines is rewritten from the same verdicts.
+written by hand, is appended as it is. The claims are `claims.py`'s table, the cells each
+compares `verdicts.py`'s and the tests `significance.py`'s, so the same records give the same
+document and new records can overturn a verdict; a grid that has not run yet turns its claims
+into "not measured", and a cell whose frozen weights changed is flagged wherever it is read.
+With --readme, the claims table between the README's `<!-- claims -->` and `<!-- /claims -->`
+lines is rewritten from the same verdicts.
 """
 
-import dataclasses
 import os
 import sys
 
+from spatialmix_jax.modeling import presets
+from spatialmix_jax.study import claims as claims_table
 from spatialmix_jax.study import records
+from spatialmix_jax.study import significance
 from spatialmix_jax.study import spectral
 from spatialmix_jax.study import verdicts
 
-PAPER_RESNET = 'separable pre-act ResNet (CIFAR form, d = 9)'
-OUR_CONVMIXER = 'ConvMixer-128/4, k5, p2'
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-  folder: str  # under WORKDIR, and the sweep config's variant after the colon
-  architecture: str
-  paper: bool  # the paper's own architecture for the claims this grid tests
-
-
-GRIDS = {g.folder: g for g in (
-    Grid('paper_cifar10/fig6_modes', 'separable pre-act ResNet-8, d = 9, 4 epochs', True),
-    Grid('paper_cifar10/fig6_adversarial', 'separable pre-act ResNet-8, d = 9, 4 epochs, '
-         'FGSM-trained', True),
-    Grid('paper_cifar10/fig3_families', 'separable pre-act ResNet-8, d = 9, 4 epochs', True),
-    Grid('paper_cifar10/fig4_width', 'separable pre-act ResNet-8, d = 9, 2 epochs', True),
-    Grid('paper_cifar10/fig10_kernel', 'un-shuffling ConvMixer (patch 1, linear head), digits',
-         True),
-    Grid('paper_cifar10/fig10_depth', 'un-shuffling ConvMixer (patch 1, linear head), digits',
-         True),
-    Grid('paper_cifar10/fig10_width', 'un-shuffling ConvMixer (patch 1, linear head), digits',
-         True),
-    Grid('repro_cifar10/convmixer_modes', OUR_CONVMIXER + ', 300 steps', False),
-    # ResNet-14 is the paper's CIFAR family (6n + 2, n = 2): same architecture, shorter budget.
-    Grid('repro_cifar10/resnet_modes', 'separable pre-act ResNet-14, d = 9, 300 steps', True),
-    Grid('repro_cifar10/families', OUR_CONVMIXER + ' (d = 1), 300 steps', False),
-    Grid('repro_cifar10/smooth', OUR_CONVMIXER + ', 300 steps', False),
-    Grid('repro_cifar10/robustness_long', OUR_CONVMIXER + ', 1,560 steps', False),
-    Grid('repro_cifar10/adversarial', OUR_CONVMIXER + ', 300 steps, FGSM-trained', False),
-    Grid('repro_cifar10/unshuffle', 'un-shuffling ConvMixer-128/4 k9, CIFAR-10, 300 steps',
-         True),
-    Grid('repro_cifar10/unshuffle_digits', 'un-shuffling ConvMixer-128/8 k5, digits', True),
-)}
 SPECTRAL_FAMILIES = (('random', {}), ('same', {}), ('box', {}), ('identity', {}),
                      ('smooth σ=1', {'spatial_init': 'smooth', 'smooth_sigma': 1.0}),
                      ('smooth σ=2', {'spatial_init': 'smooth', 'smooth_sigma': 2.0}))
 
 
 def load(workdir):
-  """{grid folder: rows of records.load_cells}; [] for a grid with no finished cell."""
+  """{grid folder: rows of records.load_cells, each with its `grid`}; [] for a grid with no
+  finished cell."""
   rows = {}
-  for folder in GRIDS:
+  for folder in claims_table.GRIDS:
     path = os.path.join(workdir, folder)
-    rows[folder] = records.load_cells(path) if os.path.isdir(path) else []
+    rows[folder] = [{**r, 'grid': folder} for r in records.load_cells(path)] if os.path.isdir(
+        path) else []
   return rows
-
-
-def _claims(rows, coverages):
-  """(figure, claim, grids, result) rows of the claims table, in the paper's order."""
-  g = rows
-  modes_claim = 'Chans (frozen spatial filters) nearly matches Full; Space lags far behind.'
-  families_claim = ('Frozen filters must be decorrelated random ones: "same" random kernels in '
-                    'every channel, box and identity filters do much worse.')
-  robust_claim = 'Chans models are more robust than Full to FGSM and PGD-2 at ε = 1/255.'
-  adversarial_claim = 'FGSM adversarial training closes the robustness gap between Chans and Full.'
-  smooth_claim = 'Low-pass smoothing the frozen random filters makes Chans more robust still.'
-  share_claim = 'Pixel un-shuffling works almost as well with Chans as with Full'
-  random_only = {'model__spatial_init': 'random'}
-  fig6 = g['paper_cifar10/fig6_modes']
-  convmixer = g['repro_cifar10/convmixer_modes']
-  return [
-      ('Fig. 2', modes_claim, ('paper_cifar10/fig6_modes',), verdicts.modes(fig6)),
-      ('Fig. 5', modes_claim, ('repro_cifar10/convmixer_modes',), verdicts.modes(convmixer)),
-      ('Fig. 2', modes_claim, ('repro_cifar10/resnet_modes',),
-       verdicts.modes(g['repro_cifar10/resnet_modes'])),
-      ('Fig. 3', families_claim, ('paper_cifar10/fig6_modes', 'paper_cifar10/fig3_families'),
-       verdicts.families(fig6 + g['paper_cifar10/fig3_families'])),
-      ('Fig. 3', families_claim, ('repro_cifar10/convmixer_modes', 'repro_cifar10/families'),
-       verdicts.families(convmixer + g['repro_cifar10/families'])),
-      ('§3.1', 'Random filter banks cover the spectrum widely (envelope: the largest FFT '
-       'magnitude of any filter, at 512×512).', (), verdicts.spectral(coverages)),
-      ('Fig. 4', 'The gap between Chans and Full closes as width grows.',
-       ('paper_cifar10/fig4_width',), verdicts.width(g['paper_cifar10/fig4_width'])),
-      ('Fig. 6', robust_claim, ('paper_cifar10/fig6_modes',), verdicts.robustness(fig6)),
-      ('Fig. 6', robust_claim, ('repro_cifar10/convmixer_modes',),
-       verdicts.robustness(convmixer, random_only)),
-      ('Fig. 6', robust_claim, ('repro_cifar10/robustness_long',),
-       verdicts.robustness(g['repro_cifar10/robustness_long'], random_only)),
-      ('Fig. 6', adversarial_claim, ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'),
-       verdicts.adversarial(fig6, g['paper_cifar10/fig6_adversarial'])),
-      ('Fig. 6', adversarial_claim, ('repro_cifar10/convmixer_modes', 'repro_cifar10/adversarial'),
-       verdicts.adversarial(convmixer, g['repro_cifar10/adversarial'], random_only)),
-      ('Fig. 7', smooth_claim, ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'),
-       verdicts.smoothing(convmixer + g['repro_cifar10/smooth'])),
-      ('Fig. 7', smooth_claim, ('repro_cifar10/robustness_long',),
-       verdicts.smoothing(g['repro_cifar10/robustness_long'])),
-      ('Fig. 10', share_claim + ' (digits; width 64, depth 4, kernel 5).',
-       ('paper_cifar10/fig10_width',),
-       verdicts.unshuffle_share([r for r in g['paper_cifar10/fig10_width']
-                                 if r['model.width'] == 64])),
-      ('Fig. 10', 'Un-shuffling PSNR grows with kernel size in Chans, though its parameter '
-       'count does not.', ('paper_cifar10/fig10_kernel',),
-       verdicts.unshuffle_growth(g['paper_cifar10/fig10_kernel'])),
-      ('Fig. B.2', share_claim + ' (CIFAR-10).', ('repro_cifar10/unshuffle',),
-       verdicts.unshuffle_share(g['repro_cifar10/unshuffle'])),
-      ('Fig. 10', share_claim + ' (digits; width 128, depth 8).',
-       ('repro_cifar10/unshuffle_digits',),
-       verdicts.unshuffle_share(g['repro_cifar10/unshuffle_digits'])),
-      ('Figs. 2, 4, 5', 'The same holds on ImageNet (ConvMixer-512/k8/p7, separable ResNets '
-       '8n+2).', (), verdicts.not_measured('no ImageNet and no accelerator here')),
-  ]
-
-
-def _architecture(grids):
-  if not grids:
-    return '—'
-  grid = GRIDS[grids[-1]]
-  return grid.architecture + ('' if grid.paper else ' — **not the paper\'s architecture for '
-                              'this figure**')
 
 
 def _setup(rows):
@@ -217,11 +125,15 @@ FIGURES = (
     ('fig6_pgd', 'Fig. 6: PGD-2 accuracy vs ε, separable ResNet-8, plain and FGSM-trained',
      ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'pgd'),
-    ('fig5_convmixer_modes', 'Fig. 5: Full / Chans / Space, ConvMixer-128/4 k5 p2',
+    ('fig5_convmixer_modes',
+     'Fig. 5: Full / Chans / Space, ConvMixer-128/4 k5 p2 (not the paper\'s size)',
      ('repro_cifar10/convmixer_modes',), 'mode', 'test_accuracy', lambda r: True),
-    ('fig7_fgsm', 'Fig. 7: FGSM accuracy vs ε, Chans, plain and smoothed frozen filters',
-     ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'), 'epsilon',
-     'attacked_accuracy', lambda r: r.get('attack') == 'fgsm' and r['mode'] == 'chans'),
+    ('fig7_fgsm', 'Fig. 7: Chans FGSM accuracy vs ε, plain and smoothed filters',
+     ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'),
+     'epsilon', 'attacked_accuracy', lambda r: r.get('attack') == 'fgsm' and r['mode'] == 'chans'),
+    ('fig7_clean', 'Fig. 7: Chans clean accuracy vs smoothing σ (σ = 0: plain)',
+     ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'),
+     'model.smooth_sigma', 'test_accuracy', lambda r: r['mode'] == 'chans'),
     ('convmixer_long_fgsm', 'FGSM accuracy vs ε, ConvMixer-128/4 k5 p2, 1,560 steps',
      ('repro_cifar10/robustness_long',), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'fgsm'),
@@ -230,15 +142,15 @@ FIGURES = (
      ('repro_cifar10/convmixer_modes', 'repro_cifar10/adversarial'), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'fgsm' and r['mode'] != 'space'
      and r['model.spatial_init'] == 'random'),
-    ('unshuffle_cifar10', 'Un-shuffling CIFAR-10: PSNR by mode (dashed: scrambled input)',
+    ('unshuffle_cifar10', 'Fig. 10 (CIFAR-10): un-shuffling PSNR by mode (dashed: scrambled input)',
      ('repro_cifar10/unshuffle',), 'mode', 'test_psnr', lambda r: True),
-    ('unshuffle_digits', 'Un-shuffling digits (width 128, depth 8): PSNR by mode',
+    ('unshuffle_digits', 'Fig. 10, digits stand-in (width 128, depth 8): un-shuffling PSNR by mode',
      ('repro_cifar10/unshuffle_digits',), 'mode', 'test_psnr', lambda r: True),
-    ('fig10_kernel', 'Fig. 10: un-shuffling PSNR vs kernel size (digits)',
+    ('fig10_kernel', 'Fig. 10, digits stand-in for CIFAR-10: un-shuffling PSNR vs kernel size',
      ('paper_cifar10/fig10_kernel',), 'model.kernel_size', 'test_psnr', lambda r: True),
-    ('fig10_depth', 'Fig. 10: un-shuffling PSNR vs depth (digits)',
+    ('fig10_depth', 'Fig. 10, digits stand-in for CIFAR-10: un-shuffling PSNR vs depth',
      ('paper_cifar10/fig10_depth',), 'model.depth', 'test_psnr', lambda r: True),
-    ('fig10_width', 'Fig. 10: un-shuffling PSNR vs width (digits)',
+    ('fig10_width', 'Fig. 10, digits stand-in for CIFAR-10: un-shuffling PSNR vs width',
      ('paper_cifar10/fig10_width',), 'model.width', 'test_psnr', lambda r: True),
 )
 
@@ -255,6 +167,54 @@ def _figures(rows, out, prefix):
     if section:
       sections.append(section)
   return sections
+
+
+def rule_section():
+  """How a verdict is read, with the constants the code uses."""
+  return [
+      '## How a verdict is read',
+      '',
+      f'Each comparison contrasts per-seed results of cells equal on every config field but '
+      f'the one under test (seed and bookkeeping aside); cells that differ in anything else are '
+      f'not compared. Tests are Welch\'s (unequal variances, Welch–Satterthwaite degrees of '
+      f'freedom) at α = {significance.ALPHA:g}:',
+      '',
+      '- *difference* claims ("Chans is more robust"): two-sided Welch t-test, 95 % CI of Δ. '
+      'Significant in the claimed direction: **agrees**; in the other: **disagrees**; not '
+      'significant with the whole CI inside the margin: **did not replicate** (enough power, '
+      'no effect of the margin\'s size); otherwise **inconclusive**.',
+      '- *near-equality* claims ("nearly matches", "the gap is gone"): TOST equivalence test '
+      'against ±margin, 90 % CI. Equivalence shown: **agrees**; Δ significantly beyond the '
+      'margin: **disagrees**; otherwise **inconclusive**.',
+      '- *no-worse* claims ("without hurting", "almost as well"): one-sided Welch t-test of '
+      'Δ > −margin, 90 % CI; significantly below −margin: **disagrees**.',
+      f'- Fewer than {verdicts.SEEDS} seeds in an arm ({verdicts.HEADLINE_SEEDS} for the '
+      'headline claims: Figs. 2/5 modes, Fig. 3 families, Fig. 6 robustness): '
+      '**inconclusive** whatever the test says ("n < …"); the numbers are still shown.',
+      '- **not measured**: no grid of ours has the cells.',
+      '',
+      f'Margins: ±{100 * verdicts.ACCURACY_MARGIN:g} accuracy points (clean or under attack), '
+      f'about the seed-to-seed spread of a cell here; ±{verdicts.PSNR_MARGIN:g} dB of PSNR, a '
+      '12 % change of the mean squared error; "almost as well" at un-shuffling is Chans '
+      f'keeping ≥ {100 * verdicts.UNSHUFFLE_SHARE:.0f} % of Full\'s PSNR gain over the scrambled '
+      'input, tested as Chans − scrambled − '
+      f'{verdicts.UNSHUFFLE_SHARE:g} × (Full − scrambled) > 0. A claim made of several '
+      'comparisons reads the first of *disagrees*, *did not replicate*, *not measured*, '
+      '*inconclusive* that any comparison reads, and *agrees* only when all do.',
+      '',
+  ]
+
+
+def models_section():
+  """The paper's models as the preset table has them, and what in them is our assumption."""
+  lines = ['## The paper\'s models, and what is assumed', '']
+  for name, preset in presets.PRESETS.items():
+    if preset.assumed:
+      lines.append(f'- `{name}` ({preset.source}): {preset.describe()}; the paper does not '
+                   f'state the {", ".join(preset.assumed)}, so ours is an assumption.')
+  return lines + ['', 'Rows on a ConvMixer of another size, on another architecture than the '
+                  'figure\'s, or on the 8×8 digits standing in for CIFAR-10 say so in their '
+                  'architecture column.', '']
 
 
 def write(workdir, output):
@@ -276,14 +236,13 @@ def write(workdir, output):
       os.remove(os.path.join(out, name))
   prefix = f'{stem}/'
   spectral_md, coverages = spectral_section(rows, out, prefix)
-  claims = [{'figure': figure, 'claim': claim, 'grids': ', '.join(grids) or '—',
-             'architecture': _architecture(grids), **result}
-            for figure, claim, grids, result in _claims(rows, coverages)]
-  table = ['| # | figure | claim | architecture | grid | measured | verdict |',
-           '|---|---|---|---|---|---|---|']
+  claims = claims_table.read(rows, coverages)
+  table = ['| # | figure | claim | architecture | grid | budget | test | seeds | measured | '
+           'verdict |', '|---|---|---|---|---|---|---|---|---|---|']
   for index, c in enumerate(claims, 1):
-    table.append(f'| {index} | {c["figure"]} | {c["claim"]} | {c["architecture"]} | '
-                 f'{c["grids"]} | {c["measured"]} | **{c["verdict"]}** |')
+    table.append(_row([index] + [c[k] for k in ('figure', 'claim', 'architecture', 'grids',
+                                                'budget', 'test', 'seeds', 'measured')]
+                      + [claims_table.verdict_cell(c)]))
   setup, commands = setup_and_cost(workdir, rows)
   document = [
       '# Reproduction on real CIFAR-10 (and digits), CPU budget',
@@ -300,11 +259,15 @@ def write(workdir, output):
       'accuracies. Each claim is tested on the architecture of the figure that makes it where a '
       'grid of ours has it; rows on another architecture say so.',
       '',
+      *claims_table.integrity_section(rows, claims),
+      *rule_section(),
+      *models_section(),
       '## Claims, side by side',
       '',
-      f'Verdict rule (every row but the spectral one): {verdicts.RULE}. A claim made of several '
-      'comparisons agrees when all agree, disagrees when any disagrees, and is inconclusive '
-      'otherwise. Δ and its pooled std s are in the measured column (pp: percentage points).',
+      'One row per claim and grid; a figure that makes two claims has a row for each. The '
+      'measured column gives, per comparison, the means ± std over seeds, Δ, its interval, the '
+      'p-value the verdict rests on, the seeds per arm and that comparison\'s verdict (pp: '
+      'accuracy points).',
       '',
       *table,
       '',
@@ -334,12 +297,18 @@ README_BEGIN, README_END = '<!-- claims -->', '<!-- /claims -->'
 
 
 def readme_table(claims):
-  """The README's short form of the claims table: figure, architecture, measured, verdict."""
-  lines = ['| figure | claim | architecture | measured | verdict |', '|---|---|---|---|---|']
+  """The README's form of the claims table: the report's, without the grid and row number."""
+  lines = ['| figure | claim | architecture | budget | test | seeds | measured | verdict |',
+           '|---|---|---|---|---|---|---|---|']
   for c in claims:
-    lines.append(f'| {c["figure"]} | {c["claim"]} | {c["architecture"]} | {c["measured"]} | '
-                 f'**{c["verdict"]}** |')
+    lines.append(_row([c[k] for k in ('figure', 'claim', 'architecture', 'budget', 'test',
+                                      'seeds', 'measured')] + [claims_table.verdict_cell(c)]))
   return lines
+
+
+def _row(cells):
+  """A Markdown table row; a '|' inside a cell would end it early."""
+  return '| ' + ' | '.join(str(c).replace('|', '\\|') for c in cells) + ' |'
 
 
 def with_readme_table(text, claims):
@@ -370,7 +339,8 @@ def main(argv):
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   for claim in claims:
-    print(f'{claim["verdict"]:>12}: {claim["figure"]}, {claim["grids"]}: {claim["claim"]}')
+    flag = ' [frozen weights changed in a cell it reads]' if claim['flagged'] else ''
+    print(f'{claim["verdict"]:>17}: {claim["figure"]}, {claim["grids"]}: {claim["claim"]}{flag}')
   print(f'Wrote {output}')
 
 

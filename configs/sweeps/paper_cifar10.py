@@ -17,7 +17,7 @@ embedded digits for un-shuffling): one grid per figure, each one resumable sweep
                     chans × 2 seeds, 2 epochs.
   fig10_kernel      Fig. 10: un-shuffling the digits with a ConvMixer (width 64, depth 4) of
   fig10_depth       kernel 1 / 3 / 5 / 7, of depth 1 / 2 / 4 / 8 (kernel 5), of width
-  fig10_width       16 / 32 / 64 / 128 (depth 4, kernel 5); full and chans × 2 seeds, 20 epochs.
+  fig10_width       16 / 32 / 64 / 128 (depth 4, kernel 5); full and chans × 3 seeds, 20 epochs.
   fig5_convmixer    Fig. 5: the paper's CIFAR ConvMixer (width 128, kernel 8, patch 1) at depth 4
                     (one point of the figure's depth axis), full / chans / space × 3 seeds,
                     1 epoch, attacked like fig6_modes (Fig. 6's question on a ConvMixer).
@@ -112,7 +112,7 @@ def get_config(variant=''):
     name = {'kernel': 'kernel_size'}.get(field, field)
     return _grid.make_grid(variant, _unshuffle(), [
         [{f'model.{name}': v} for v in values], _grid.modes(('full', 'chans')),
-        _grid.seeds(2)])
+        _grid.seeds(3)])
   if variant == 'fig5_convmixer':
     return _grid.make_grid(variant, _convmixer(), [_grid.modes(), _grid.seeds(3)])
   if variant == 'fig7_smooth':

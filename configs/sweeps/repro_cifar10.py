@@ -17,7 +17,7 @@ for 300 steps at batch 128 (0.77 epochs) with flip only, float32: a few minutes 
   adversarial      full / chans trained on FGSM images (ε = 1/255), attacked like above
   unshuffle        pixel un-shuffling of CIFAR-10, full / chans
   unshuffle_digits pixel un-shuffling of the embedded digits (configs/unshuffle_digits.py),
-                   full / chans × 2 seeds (needs no data_dir)
+                   full / chans × 3 seeds (needs no data_dir)
 """
 
 from configs import convmixer_cifar10
@@ -94,7 +94,7 @@ def get_config(variant=''):
     return _grid.make_grid(variant, base, [_grid.modes(('full', 'chans')), _grid.seeds(1)])
   if variant == 'unshuffle_digits':
     return _grid.make_grid(variant, unshuffle_digits.get_config(),
-                           [_grid.modes(('full', 'chans')), _grid.seeds(2)])
+                           [_grid.modes(('full', 'chans')), _grid.seeds(3)])
   base = _cpu_budget(unshuffle_cifar10.get_config())
   base.model.width = 128
   base.model.depth = 4

@@ -16,10 +16,8 @@ import math
 import os
 import sys
 
-import numpy as np
-from scipy import stats
-
 from spatialmix_jax.infra import plotting
+from spatialmix_jax.study import significance
 
 LABEL = 'evaluated along one 16-epoch run (checkpoints of one schedule, not shorter schedules)'
 # (name, metric key, attack, sign): sign +1 reads the gap as Chans − Full, −1 as Full − Chans.
@@ -30,18 +28,13 @@ EPSILON = '1'
 
 
 def welch_interval(a, b, confidence=0.95):
-  """(mean(a) − mean(b), low, high) by Welch's t; (Δ, None, None) with fewer than 2 a side."""
-  a, b = np.asarray(a, float), np.asarray(b, float)
-  delta = float(a.mean() - b.mean())
-  if len(a) < 2 or len(b) < 2:
-    return delta, None, None
-  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-  se = math.sqrt(va + vb)
-  if se == 0:
-    return delta, delta, delta
-  dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-  half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
-  return delta, delta - half, delta + half
+  """(mean(a) − mean(b), low, high): Welch's t interval (`significance.welch`); (Δ, None,
+  None) with fewer than two seeds a side."""
+  difference = significance.welch(a, b)
+  if math.isnan(difference.se):
+    return difference.delta, None, None
+  low, high = difference.interval(confidence)
+  return difference.delta, float(low), float(high)
 
 
 def load(workdir):

@@ -1,5 +1,7 @@
-"""Pallas depthwise kernels, run in interpret mode on CPU, against lax's grouped convolution;
-the frozen-kernel gradient; their GPU/TPU lowerings; and how 'auto' reads its table."""
+"""Pallas depthwise kernels, run in interpret mode on CPU, against lax's grouped convolution
+(small odd shapes, and the kernel gradient at the ImageNet ConvMixers' kernel sizes and
+widths); the single-pass kernel gradient; the frozen-kernel gradient; their GPU/TPU
+lowerings; and how 'auto' reads its table."""
 
 import functools
 import json
@@ -32,11 +34,12 @@ _ALIGNED = (3, 4, 8, 64)
 
 _CASES = [
     # (tiling, shape, k, depth multiplier)
-    *[('gpu', _ODD, k, 1) for k in (1, 3, 4, 5, 8)],
+    *[('gpu', _ODD, k, 1) for k in (1, 3, 4, 5, 7, 8)],
     ('tpu', _ODD, 4, 1),
     ('tpu', _ODD, 5, 1),
     ('gpu', _WIDE, 3, 1),
     ('tpu', _WIDE, 4, 1),
+    ('tpu', _WIDE, 9, 1),
     ('gpu', _ALIGNED, 5, 1),
     ('tpu', _ALIGNED, 5, 1),
     ('gpu', (2, 5, 6, 3), 3, 2),
@@ -113,6 +116,77 @@ def test_bfloat16_accumulates_in_float32(tiling):
                                err_msg=f'{tiling} {name}')
 
 
+# The ImageNet ConvMixers' depthwise layers: ConvMixer-768/32 (k 7) and ConvMixer-1536/20
+# (k 9), whose 32x32 maps are cut to 2 x 16 x 16 so that interpret mode takes seconds. With
+# the GPU tiling that is two 8-row blocks and 12 or 24 channel blocks per image; with the
+# TPU tiling both images share one program, so its image loop runs twice.
+_CONVMIXER_LAYERS = [(7, 768), (9, 1536)]
+
+
+@functools.cache
+def _convmixer_layer_case(k, channels):
+  """bfloat16 (x, kernel, cotangent) and xla's kernel gradient: the stock conv's vjp of
+  exactly these bfloat16 values, in float32. Shared by both tilings' tests."""
+  x, kernel, cotangent = _inputs((2, 16, 16, channels), k, 1, jnp.bfloat16)
+  want = jax.vjp(_reference, x.astype(jnp.float32), kernel.astype(jnp.float32))[1](
+      cotangent.astype(jnp.float32))[1]
+  return x, kernel, cotangent, want
+
+
+@pytest.mark.parametrize('tiling', ['gpu', 'tpu'], indirect=True)
+@pytest.mark.parametrize('k,channels', _CONVMIXER_LAYERS)
+def test_bfloat16_kernel_gradient_at_convmixer_sizes(tiling, k, channels):
+  x, kernel, cotangent, want = _convmixer_layer_case(k, channels)
+  got = jax.jit(lambda x, kernel, g: jax.vjp(_pallas, x, kernel)[1](g)[1])(x, kernel, cotangent)
+  assert got.dtype == jnp.bfloat16
+  # Each entry sums 2 * 16 * 16 float32 products; rounding the sum to bfloat16 (8
+  # significand bits) errs by at most half an ulp, 2^-8 of its magnitude. The float32 sums
+  # themselves differ by summation order, about 2^-24 * sqrt(512) of the sum of |products|:
+  # negligible against the rtol except where entries cancel to near zero, which the atol
+  # (1e-5 of the largest entry, ~1e-4 of the product scale of unit normals) covers.
+  np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=2.0**-8,
+                             atol=1e-5 * float(jnp.abs(want).max()), err_msg=tiling)
+
+
+def _kernel_grad_loads(k):
+  """Per (sub)jaxpr of the kernel-gradient kernel: (loads of the input, loads of g)."""
+  x, kernel, cotangent = _inputs(_ODD, k, 1)
+  jaxpr = jax.make_jaxpr(lambda a, b, g: jax.vjp(_pallas, a, b)[1](g))(x, kernel, cotangent)
+  calls = [e for e in _eqns(jaxpr.jaxpr) if e.primitive.name == 'pallas_call'
+           and e.params['name'] == 'depthwise_kernel_grad']
+  assert len(calls) == 1
+  kernel_jaxpr = calls[0].params['jaxpr']
+  input_shape, g_shape = (v.aval.shape for v in kernel_jaxpr.invars[:2])
+  assert input_shape != g_shape  # so a load's ref shape tells which it reads
+  loads = []
+  for sub in _jaxprs(kernel_jaxpr):
+    shapes = [e.invars[0].aval.shape for e in sub.eqns if e.primitive.name == 'get']
+    loads.append((shapes.count(input_shape), shapes.count(g_shape)))
+  return loads
+
+
+def _jaxprs(jaxpr):
+  yield jaxpr
+  for eqn in jaxpr.eqns:
+    for sub in jax.core.jaxprs_in_params(eqn.params):
+      yield from _jaxprs(sub)
+
+
+def _eqns(jaxpr):
+  for sub in _jaxprs(jaxpr):
+    yield from sub.eqns
+
+
+@pytest.mark.parametrize('k', [3, 9])
+def test_kernel_gradient_reads_each_output_gradient_row_once(k):
+  # The kernel's loop body that reads a row of g must read it once and, beside it, every
+  # tap's window of the input; no other body reads g. (A k*k-pass kernel has k*k bodies,
+  # each with one g read and one input read.)
+  loads = _kernel_grad_loads(k)
+  assert sum(g for _, g in loads) == 1, loads
+  assert (k * k, 1) in loads, loads
+
+
 def _pallas_call_names(jaxpr):
   names = []
   for eqn in jaxpr.eqns:
@@ -166,6 +240,24 @@ def test_chans_mode_convmixer_step_has_no_kernel_gradient():
 
   assert 'depthwise_kernel_grad' not in kernels_of_step('chans')
   assert 'depthwise_kernel_grad' in kernels_of_step('full')
+
+
+@pytest.mark.parametrize('k,channels', _CONVMIXER_LAYERS)
+@pytest.mark.parametrize('platform', ['cuda', 'tpu'])
+def test_convmixer_layers_lower_for_triton_and_mosaic(platform, k, channels):
+  # The full-size layers (batch 64, 32x32 maps, bfloat16): the single-pass kernel gradient
+  # keeps k*k = 49 or 81 accumulators in its loops' carry. Shapes only, nothing computed.
+  backend = {'cuda': 'gpu', 'tpu': 'tpu'}[platform]
+  x = jax.ShapeDtypeStruct((64, 32, 32, channels), jnp.bfloat16)
+  kernel = jax.ShapeDtypeStruct((k, k, 1, channels), jnp.bfloat16)
+
+  def fwd_bwd(a, b, g):
+    y, vjp = jax.vjp(functools.partial(depthwise_pallas.depthwise_conv_pallas,
+                                       backend=backend), a, b)
+    return y, vjp(g)
+
+  text = jax.jit(fwd_bwd).trace(x, kernel, x).lower(lowering_platforms=(platform,)).as_text()
+  assert text.count({'cuda': 'xla.gpu.triton', 'tpu': 'tpu_custom_call'}[platform]) == 3
 
 
 @pytest.mark.parametrize('platform', ['cuda', 'tpu'])

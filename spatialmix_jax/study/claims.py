@@ -164,8 +164,9 @@ def table(rows, coverages):
       ('Fig. 10', grows.format('depth.'), ('paper_cifar10/fig10_depth',),
        verdicts.unshuffle_growth(g['paper_cifar10/fig10_depth'], 'model.depth')),
       ('Fig. 9', 'Envelopes of learned spatial filters.', (),
-       verdicts.not_measured('not drawn by this report (`spatialmix_jax.study.spectral` draws '
-                             'a trained run\'s layers)')),
+       verdicts.not_measured('no claim of the figure is tested; "Figures redrawn without a '
+                             'verdict" below redraws it for the fig6_modes seeds with spectral '
+                             'records')),
       ('Figs. 11, B.2–B.5', 'Un-shuffling on MNIST and Fashion-MNIST (B.2 is MNIST; which '
        'of the others shows which dataset is not checked here).', (),
        verdicts.not_measured('no MNIST or Fashion-MNIST offline')),

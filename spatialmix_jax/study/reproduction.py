@@ -22,6 +22,7 @@ import sys
 from spatialmix_jax.modeling import presets
 from spatialmix_jax.study import claims as claims_table
 from spatialmix_jax.study import records
+from spatialmix_jax.study import reproduced_figures
 from spatialmix_jax.study import significance
 from spatialmix_jax.study import spectral
 from spatialmix_jax.study import verdicts
@@ -283,6 +284,7 @@ def write(workdir, output):
       '',
       *_figures(rows, out, prefix),
       spectral_md,
+      *reproduced_figures.section(workdir),
   ]
   discussion = os.path.join(workdir, 'discussion.md')
   if os.path.exists(discussion):

@@ -3,6 +3,10 @@ whose worst-case L∞ perturbation is known, and the step-size rule read off a t
 
 import functools
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import REPO_ROOT
 from spatialmix_jax.objectives import apgd
 
 
@@ -221,3 +226,37 @@ def test_a_halving_restarts_from_the_best_point():
   restarted = np.clip(start + 0.75 * (step - start) + 0.25 * (start - corner), lower, upper)
   np.testing.assert_allclose(losses[22], restarted @ np.asarray(slope), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(trace['best_loss'][21], trace['start_loss'])  # x⁽⁰⁾ was best
+
+
+_SHARDED = textwrap.dedent('''
+    import functools, jax, jax.numpy as jnp, numpy as np, optax
+    from spatialmix_jax.infra import sharding
+    from spatialmix_jax.objectives import apgd
+    assert jax.device_count() == 4
+    rng = np.random.default_rng(6)
+    weights = jnp.asarray(rng.normal(size=(6, 3)) * 2, jnp.float32)
+    images = jnp.asarray(rng.uniform(size=(16, 6)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 3, 16))
+    def attack(images, labels, epsilon):
+      def loss_fn(x):
+        logits = x @ weights
+        return (optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+                jnp.argmax(logits, -1) == labels)
+      return apgd.apgd(loss_fn, images, epsilon, steps=30, key=jax.random.PRNGKey(0))
+    mesh = sharding.create_mesh()
+    split, whole = sharding.batch_sharded(mesh), sharding.replicated(mesh)
+    sharded = jax.jit(attack, in_shardings=(split, split, whole), out_shardings=split)
+    a = sharded(jax.device_put(images, split), jax.device_put(labels, split), jnp.float32(0.1))
+    b = jax.jit(attack)(jax.device_put(images, jax.devices()[0]),
+                        jax.device_put(labels, jax.devices()[0]), jnp.float32(0.1))
+    print('MAXDIFF', float(jnp.max(jnp.abs(np.asarray(a) - np.asarray(b)))))
+''')
+
+
+def test_apgd_under_a_batch_split_over_devices_matches_one_device():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run([sys.executable, '-c', _SHARDED], cwd=REPO_ROOT, env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'MAXDIFF 0.0' in out.stdout, out.stdout

@@ -22,7 +22,8 @@ when
                (η⁽ʷʲ⁻¹⁾ = η⁽ʷʲ⁾ and f_max⁽ʷʲ⁻¹⁾ = f_max⁽ʷʲ⁾; at w_1 the step is still η⁽⁰⁾, so the
                paper lets it fire there, which the authors' code does not).
 The check sits where the authors' code puts it: after x⁽ʷʲ⁾ and its loss are known, a restart
-replacing x⁽ʷʲ⁾ itself. Returned per example: the first iterate the model misclassifies (the
+replacing x⁽ʷʲ⁾ itself (so the next step's rise is counted against f(x_max)). w_j rounds up as
+the paper says; the authors' code rounds 0.22N, 0.03N and 0.06N down, the same for N = 100. Returned per example: the first iterate the model misclassifies (the
 clean image when that already is, as the authors' `perturb` leaves such images alone), else the
 highest-loss point. So the attacked accuracy is never above the clean accuracy, nor above that
 at the random start, and at ε = 0 it is the clean accuracy exactly.

@@ -109,7 +109,8 @@ def get_config():
   config.init_from = ml_collections.config_dict.placeholder(str)
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.attacks = ''  # comma-separated: fgsm, pgd
+  # Comma-separated: fgsm, pgd (as pgd_* say), pgd20 (random start, 2.5ε/20), apgd (APGD-CE).
+  config.eval.attacks = ''
   config.eval.epsilons = '0,0.5,1,2,4,8'  # in units of 1/255
   config.eval.pgd_steps = 2
   # paper: eq. 4 iterated, step ε, from the clean image; madry: random start, step 2.5ε/steps.
@@ -119,6 +120,9 @@ def get_config():
   # With eval_every_steps > 0: attack every evaluation along training too (eval.attacks at
   # eval.epsilons on eval.max_examples images), into curve.json beside the clean metrics.
   config.eval.attacks_along_training = False
+  config.eval.apgd_steps = 100  # APGD-CE iterations (the authors' default)
+  # A trained run's workdir: craft the attacks on its model, classify them with this one.
+  config.eval.transfer_from = ml_collections.config_dict.placeholder(str)
 
   config.adversarial_training = ml_collections.ConfigDict()
   config.adversarial_training.enabled = False
@@ -171,6 +175,7 @@ _RANGES = (
                                  '>= 1, or -1 for the whole test split')),
     ('eval.pgd_steps', True, _at_least(1)),
     ('eval.pgd_step_size', False, ((lambda v: v >= 0), """>= 0 (0: the variant's step)""")),
+    ('eval.apgd_steps', True, _at_least(1)),
     ('unshuffle.permutation_seed', True, _at_least(0)),
 )
 

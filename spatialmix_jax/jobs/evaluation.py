@@ -128,21 +128,61 @@ def restore_for_eval(config, workdir, experiment):
   return train_state.TrainState(**restored), step
 
 
+def restore_run(workdir, overrides=None):
+  """(experiment, state, step) of `workdir`'s latest checkpoint under its own config.json, with
+  `overrides` ({dotted field: value}: where the data lie, how to attack) applied."""
+  config = load_saved_config(workdir)
+  for dotted, value in (overrides or {}).items():
+    *parents, leaf = dotted.split('.')
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  config.eval_step = -1
+  experiment = experiment_lib.create_experiment(config)
+  state, step = restore_for_eval(config, workdir, experiment)
+  return experiment, state, step
+
+
+def check_transferable(source, target, source_dir):
+  """A one-line error unless the source model classifies the target's images."""
+  mine = (target.config.dataset, target.image_shape, target.spec.num_classes)
+  theirs = (source.config.dataset, source.image_shape, source.spec.num_classes)
+  if mine != theirs:
+    raise ValueError(f'eval.transfer_from {source_dir!r} is a model of {theirs[0]} '
+                     f'{theirs[1]} ({theirs[2]} classes), this run one of {mine[0]} {mine[1]} '
+                     f'({mine[2]} classes); give a source trained on the same data.')
+
+
+def transfer_source(config, experiment):
+  """(experiment, variables) of the model `config.eval.transfer_from` names, set to attack as
+  this run's eval fields say (and to read its data where this run does)."""
+  source_dir = config.eval.transfer_from
+  overrides = {f'eval.{k}': v for k, v in config.eval.items() if k != 'transfer_from'}
+  overrides['data_dir'] = config.data_dir
+  source, state, _ = restore_run(source_dir, overrides)
+  check_transferable(source, experiment, source_dir)
+  return source, model_variables(state)
+
+
 def evaluate(config, workdir):
   """Restores a checkpoint of `workdir`, evaluates it and writes `workdir/eval.json`."""
   started = time.time()
   experiment = experiment_lib.create_experiment(config)
   eval_data = input_pipeline.create_eval_data(experiment, max_examples=config.eval.max_examples)
   state, step = restore_for_eval(config, workdir, experiment)
+  source = transfer_source(config, experiment) if config.eval.transfer_from else None
   results = evaluate_state(experiment, state, eval_data,
                            eval_loop.compile_eval_step(experiment))
   robustness = None
   if attacks.parse_attacks(config.eval.attacks):
-    robustness = attacks.evaluate_attacks(experiment, model_variables(state), eval_data)
+    robustness = attacks.evaluate_attacks(experiment, model_variables(state), eval_data, source)
   record = summary(experiment, state, results, step, wall_time_s=time.time() - started,
                    workdir=workdir)
   if robustness is not None:
     record['robustness'] = robustness  # {attack: {ε in 1/255: accuracy}}
+    if source is not None:
+      record['transfer_from'] = config.eval.transfer_from
     if jax.process_index() == 0:
       attacks.plot_robustness(robustness, os.path.join(workdir, 'robustness.png'))
   if jax.process_index() == 0:

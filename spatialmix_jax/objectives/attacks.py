@@ -1,4 +1,13 @@
-"""White-box L∞ attacks (paper §4.3): FGSM (eq. 4) and PGD-k, and the robustness evaluation.
+"""L∞ attacks (paper §4.3 and stronger ones) and the robustness evaluation.
+
+Attacks (`eval.attacks`):
+  fgsm:  the paper's eq. 4, one signed-gradient step of ε.
+  pgd:   PGD-k as `eval.pgd_variant` says (below); the paper's PGD-2 in its grids.
+  pgd20: Madry et al.'s PGD with 20 steps of 2.5ε/20 from a uniform random start, whatever the
+         eval.pgd_* fields say: its own name, so records tell it apart from the paper's PGD-2.
+  apgd:  APGD-CE (`apgd.py`), `eval.apgd_steps` iterations (100, the authors' default).
+White-box unless `eval.transfer_from` names another workdir: then the images are crafted on
+that (source) model and the evaluated model only classifies them (`crafted_accuracy`).
 
 Images are NHWC in [0, 1]; ε is in the same pixel units (configs give it in units of 1/255).
 Every adversarial image stays in the ε-ball around the clean image and in [0, 1]. Attacks run
@@ -19,12 +28,14 @@ import os
 import jax
 import jax.numpy as jnp
 
-from spatialmix_jax.objectives import eval_loop
 from spatialmix_jax.infra import plotting
+from spatialmix_jax.objectives import apgd as apgd_lib
+from spatialmix_jax.objectives import eval_loop
 from spatialmix_jax.objectives import tasks
 
 ATTACKS = tasks.ATTACKS
 PGD_VARIANTS = ('paper', 'madry')
+PGD20_STEPS = 20
 
 
 def parse_attacks(spec):
@@ -68,6 +79,14 @@ def validate_config(config, task_class):
                      f'{PGD_VARIANTS}.')
   if attacks:
     parse_epsilons(config.eval.epsilons)
+  source = config.eval.transfer_from
+  if source:
+    if not attacks:
+      raise ValueError('eval.transfer_from is set but eval.attacks is empty; name the attacks '
+                       'to craft on the source model, e.g. --config.eval.attacks=pgd20,apgd.')
+    if '://' not in source and not os.path.isfile(os.path.join(source, 'config.json')):
+      raise ValueError(f'eval.transfer_from {source!r} has no config.json; give the workdir of '
+                       'a trained run (the source model the attacks are crafted on).')
   if config.adversarial_training.enabled:
     check_epsilon(config.adversarial_training.epsilon, 'adversarial_training.epsilon')
 
@@ -105,6 +124,23 @@ def pgd_step_size(eval_config, epsilon):
   return epsilon
 
 
+def settings(attack, eval_config):
+  """What the records say about how `attack` ran (its step, steps and start)."""
+  if attack == 'fgsm':
+    return {'steps': 1, 'step_size': 'ε', 'random_start': False}
+  if attack == 'pgd20':
+    return {'steps': PGD20_STEPS, 'step_size': f'2.5ε/{PGD20_STEPS}', 'random_start': True}
+  if attack == 'apgd':
+    return {'steps': eval_config.apgd_steps, 'loss': 'cross-entropy', 'restarts': 1,
+            'initial_step_size': f'{apgd_lib.INITIAL_STEP:g}ε', 'momentum': apgd_lib.MOMENTUM,
+            'rho': apgd_lib.RHO, 'random_start': True}
+  step = ('ε' if eval_config.pgd_variant == 'paper' else f'2.5ε/{eval_config.pgd_steps}')
+  if eval_config.pgd_step_size > 0:
+    step = f'{eval_config.pgd_step_size:g}/255'
+  return {'steps': eval_config.pgd_steps, 'step_size': step,
+          'random_start': eval_config.pgd_variant == 'madry', 'variant': eval_config.pgd_variant}
+
+
 def classification_loss(experiment, variables, targets, train=False):
   """images → summed cross-entropy of the model (BatchNorm statistics never updated here)."""
   def loss_fn(images):
@@ -117,12 +153,27 @@ def classification_loss(experiment, variables, targets, train=False):
   return loss_fn
 
 
+def per_example_loss(experiment, variables, targets):
+  """images → (per-example cross-entropy, per-example correct) of the model in eval mode."""
+  def loss_fn(images):
+    outputs = experiment.model.apply(variables, images, train=False)
+    loss, metrics = experiment.task.per_example(outputs, targets, training=False)
+    return loss, metrics['accuracy'] > 0
+  return loss_fn
+
+
 def adversarial_images(experiment, variables, images, targets, attack, epsilon, key):
-  """The attacked batch for `attack` ('fgsm' | 'pgd') at ε (pixel units) in eval mode."""
+  """The attacked batch for `attack` (one of ATTACKS) at ε (pixel units) in eval mode."""
+  eval_config = experiment.config.eval
+  if attack == 'apgd':
+    return apgd_lib.apgd(per_example_loss(experiment, variables, targets), images, epsilon,
+                         steps=eval_config.apgd_steps, key=key)
   loss_fn = classification_loss(experiment, variables, targets)
   if attack == 'fgsm':
     return fgsm(loss_fn, images, epsilon)
-  eval_config = experiment.config.eval
+  if attack == 'pgd20':
+    return pgd(loss_fn, images, epsilon, steps=PGD20_STEPS,
+               step_size=2.5 * epsilon / PGD20_STEPS, key=key)
   return pgd(loss_fn, images, epsilon, steps=eval_config.pgd_steps,
              step_size=pgd_step_size(eval_config, epsilon),
              key=key if eval_config.pgd_variant == 'madry' else None)
@@ -139,9 +190,51 @@ def attack_eval_step(variables, batch, index, epsilon, *, experiment, attack):
   return tasks.summed(loss, metrics, batch['mask'])
 
 
-def evaluate_attacks(experiment, variables, eval_data):
-  """{attack: {ε label (1/255 units, as a string): accuracy}} over the whole eval split."""
+def crafted_eval_step(variables, batch, index, epsilon, *, attack, source, targets):
+  """Masked metric sums of the batch crafted by `attack` on the `source` experiment, one per
+  `targets` experiment that classifies it; `variables` is (source's, (each target's))."""
+  source_variables, target_variables = variables
+  images, labels = source.task.inputs_and_targets(batch)
+  # Seeded as attack_eval_step is, by the crafting model's seed.
+  key = jax.random.fold_in(jax.random.PRNGKey(source.config.seed), index)
+  adversarial = adversarial_images(source, source_variables, images, labels, attack, epsilon,
+                                   key)
+  sums = []
+  for target, variables_of_target in zip(targets, target_variables):
+    outputs = target.model.apply(variables_of_target, adversarial, train=False)
+    loss, metrics = target.task.per_example(outputs, labels, training=False)
+    sums.append(tasks.summed(loss, metrics, batch['mask']))
+  return tuple(sums)
+
+
+def crafted_accuracy(attack, epsilons, source, targets, eval_data):
+  """[{ε label: accuracy} for each target] of the images `attack` crafts on `source`, an
+  (experiment, variables) pair, at each (label, ε) of `epsilons`, classified by each
+  (experiment, variables) of `targets`. The images are crafted once per batch for all targets;
+  a target that is the source is attacked white-box."""
+  step = eval_loop.compile_step(
+      functools.partial(crafted_eval_step, attack=attack, source=source[0],
+                        targets=tuple(experiment for experiment, _ in targets)),
+      source[0].mesh, num_replicated_extra_args=1)
+  variables = (source[1], tuple(target_variables for _, target_variables in targets))
+  results = [{} for _ in targets]
+  for label, epsilon in epsilons:
+    sums = eval_loop.totals(step, variables, eval_data, source[0].mesh, jnp.float32(epsilon))
+    for result, summed in zip(results, sums):
+      result[_label(label)] = tasks.averaged(summed)['accuracy']
+  return results
+
+
+def evaluate_attacks(experiment, variables, eval_data, source=None):
+  """{attack: {ε label (1/255 units, as a string): accuracy}} over the whole eval split; with
+  `source`, an (experiment, variables) pair, {'transfer_' + attack: ...} of images crafted on
+  that model instead."""
   config = experiment.config
+  if source is not None:
+    epsilons = parse_epsilons(config.eval.epsilons)
+    return {f'transfer_{attack}': crafted_accuracy(attack, epsilons, source,
+                                                   [(experiment, variables)], eval_data)[0]
+            for attack in parse_attacks(config.eval.attacks)}
   results = {}
   for attack in parse_attacks(config.eval.attacks):
     # ε is an argument, so one compilation serves every ε.

@@ -32,10 +32,15 @@ def compile_eval_step(experiment):
   return compile_step(functools.partial(eval_step, experiment=experiment), experiment.mesh)
 
 
-def run(step, variables, eval_data, mesh, *extra):
-  """Means of the step's metrics over every example of the split (`count` of them)."""
-  totals = None
+def totals(step, variables, eval_data, mesh, *extra):
+  """The step's metric sums (any pytree of them) added up over every batch of the split."""
+  summed = None
   for index, local_batch in enumerate(eval_data.iterate()):
     sums = step(variables, sharding.global_batch(local_batch, mesh), np.int32(index), *extra)
-    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-  return tasks.averaged(jax.device_get(totals))
+    summed = sums if summed is None else jax.tree.map(np.add, summed, sums)
+  return jax.device_get(summed)
+
+
+def run(step, variables, eval_data, mesh, *extra):
+  """Means of the step's metrics over every example of the split (`count` of them)."""
+  return tasks.averaged(totals(step, variables, eval_data, mesh, *extra))

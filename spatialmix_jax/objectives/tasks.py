@@ -20,7 +20,7 @@ import optax
 
 from spatialmix_jax.objectives import unshuffle
 
-ATTACKS = ('fgsm', 'pgd')
+ATTACKS = ('fgsm', 'pgd', 'pgd20', 'apgd')  # objectives/attacks.py says what each is
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

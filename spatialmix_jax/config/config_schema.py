@@ -200,7 +200,7 @@ def check_values(config):
   steps, epochs = config.num_train_steps, config.num_epochs
   if not isinstance(steps, int) or not (steps == -1 or steps >= 1):
     raise ConfigError(f'num_train_steps must be an integer >= 1, or -1 to train num_epochs '
-                     f'epochs, got {steps!r}.')
+                      f'epochs, got {steps!r}.')
   if steps == -1 and (not isinstance(epochs, int) or epochs < 1):
     raise ConfigError(f'num_epochs must be an integer >= 1 when num_train_steps is -1, got '
-                     f'{epochs!r}; or set num_train_steps.')
+                      f'{epochs!r}; or set num_train_steps.')

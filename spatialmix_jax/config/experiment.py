@@ -190,5 +190,5 @@ def check_workdir_writable(workdir):
   target = workdir if os.path.exists(workdir) else parent or '.'
   if not os.path.isdir(target) or not os.access(target, os.W_OK | os.X_OK):
     raise errors.WorkdirError(f'Workdir {workdir!r} is not writable ({target!r}); pass a '
-                          'folder you can write to with --workdir.')
+                              'folder you can write to with --workdir.')
 

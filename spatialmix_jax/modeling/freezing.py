@@ -49,8 +49,8 @@ def frozen_collections(mode, available, explicit=None):
   collection, what = _MODE_MIXER.get(mode, (None, None))
   if collection is not None and collection not in available:
     raise ConfigError(f'mode {mode!r} freezes the {collection!r} collection, but this model has no '
-                     f'{what} (collections {available}); use mode full, or a separable model '
-                     '(convmixer, sep_resnet_*).')
+                      f'{what} (collections {available}); use mode full, or a separable model '
+                      '(convmixer, sep_resnet_*).')
   return tuple(c for c in available if c in _MODE_FROZEN[mode])
 
 

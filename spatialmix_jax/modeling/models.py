@@ -99,7 +99,7 @@ def validate(model_config):
   impls = ('auto',) + tuple(depthwise.IMPLS)
   if mc.depthwise_impl not in impls:
     raise ConfigError(f'Unknown model.depthwise_impl {mc.depthwise_impl!r}; '
-                     f'choose one of {impls}.')
+                      f'choose one of {impls}.')
   if mc.spatial_init == 'smooth' and not mc.smooth_sigma > 0:
     raise ConfigError(f'model.smooth_sigma must be > 0 for smooth filters, got {mc.smooth_sigma}.')
   _check_positive('kernel_size', mc.kernel_size)
@@ -113,7 +113,7 @@ def validate(model_config):
     resnet.blocks_per_stage(mc.depth, imagenet=mc.name.endswith('imagenet'))
   if entry.output == 'image' and mc.patch_size != 1:
     raise ConfigError(f'{mc.name} needs model.patch_size 1 so that its output is an image of '
-                     f'the input size, got {mc.patch_size}.')
+                      f'the input size, got {mc.patch_size}.')
 
 
 def check_ignored_fields(model_config, defaults):
@@ -141,7 +141,7 @@ def check_input_size(model_config, image_shape, dataset):
   if 'patch_size' in get_entry(model_config.name).fields and (
       model_config.patch_size > min(height, width)):
     raise ConfigError(f'model.patch_size {model_config.patch_size} is larger than the '
-                     f'{height}×{width} images of {dataset}; use at most {min(height, width)}.')
+                      f'{height}×{width} images of {dataset}; use at most {min(height, width)}.')
 
 
 def create_model(model_config, *, num_classes, num_channels, mean, std, dtype=jnp.float32):

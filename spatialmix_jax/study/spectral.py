@@ -129,8 +129,8 @@ def run(workdir, size=DEFAULT_SIZE, threshold=DEFAULT_THRESHOLD, max_random_filt
   experiment = experiment_lib.create_experiment(config)
   if 'spatial' not in experiment.collections:
     raise errors.ConfigError(f'The model in {workdir!r} ({config.model.name}) has no depthwise '
-                     '(spatial) filters; spectral analysis needs a separable model '
-                     '(convmixer, unshuffle_convmixer, sep_resnet_*).')
+                             '(spatial) filters; spectral analysis needs a separable model '
+                             '(convmixer, unshuffle_convmixer, sep_resnet_*).')
   state, step = evaluation.restore_for_eval(config, workdir, experiment)
   out = os.path.join(workdir, 'spectral')
   os.makedirs(out, exist_ok=True)

@@ -35,11 +35,11 @@ def set_field(config, dotted, value):
   for name in parents:
     if name not in node:
       raise ConfigError(f'Unknown config field {dotted!r} in a grid axis; valid top-level '
-                       f'fields: {sorted(config.keys())}.')
+                        f'fields: {sorted(config.keys())}.')
     node = node[name]
   if leaf not in node:
     raise ConfigError(f'Unknown config field {dotted!r} in a grid axis; valid fields there: '
-                     f'{sorted(node.keys())}.')
+                      f'{sorted(node.keys())}.')
   node[leaf] = value
 
 
@@ -68,7 +68,7 @@ def cells(grid):
   names = [name for name, _, _ in result]
   if len(set(names)) != len(names):
     raise ConfigError(f'Grid {grid.name!r} gives two cells the same folder name; add _name '
-                     'entries to its axes.')
+                      'entries to its axes.')
   return result
 
 

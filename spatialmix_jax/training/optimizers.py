@@ -20,7 +20,7 @@ def validate(opt_config):
     raise ConfigError(f'Unknown optimizer.name {opt_config.name!r}; choose one of {OPTIMIZERS}.')
   if opt_config.schedule not in SCHEDULES:
     raise ConfigError(f'Unknown optimizer.schedule {opt_config.schedule!r}; choose one of '
-                     f'{SCHEDULES}.')
+                      f'{SCHEDULES}.')
 
 
 def create_schedule(opt_config, total_steps, steps_per_epoch):

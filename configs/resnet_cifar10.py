@@ -2,8 +2,9 @@
 
 The paper does not state its ResNet recipe; this is our choice, the standard one for
 pre-activation ResNets: SGD momentum 0.9, lr 0.1 at batch 128, weight decay 5e-4, cosine
-over 200 epochs, pad-4 crop + flip. `--config.model.name=resnet_cifar` is the non-separable
-baseline.
+over 200 epochs, pad-4 crop + flip. The non-separable baseline is
+`--config.model.name=resnet_cifar --config.model.depth_multiplier=1 --config.mode=full` (its
+full convs have no depth multiplier and no spatial mixer to freeze).
 
   python main.py --config=configs/resnet_cifar10.py --workdir=/tmp/spatialmix/rn_cifar \
       --config.model.depth=20 --config.mode=chans --config.data_dir=../shared/tensorflow_datasets

@@ -4,7 +4,8 @@ random initialisation (Cazenavette, Julin, Lucey, "Rethinking the Role of Spatia
 The package is a stack of folders, one concept each. A module imports from its own folder and
 from folders before it in this list, never from one after it (`tests/test_layout.py`):
 
-  infra       where a run lives: the cache folder, the device mesh, figure files
+  infra       where a run lives: the cache folder, the device mesh, figure files, and the
+              project's own user-facing errors
   kernels     the depthwise operator and its implementations (XLA, shift, FFT, native C++ in
               csrc/, Pallas), and the native kernels' build
   modeling    the paper's object: separable layers, ConvMixer and separable ResNets, the model
@@ -14,7 +15,8 @@ from folders before it in this list, never from one after it (`tests/test_layout
               pixel un-shuffling), the exact eval loop, adversarial attacks
   training    optimizers, the train state, the sharded step, checkpoints, progress, init_from
   config      the config schema, its checks, the command line, the immutable Experiment
-  jobs        what `main.py --job=` runs: the training loop and the evaluation of a workdir
+  jobs        what `main.py --job=` runs: the training loop, the evaluation of a workdir, and
+              the command itself (`spatialmix-jax` once installed)
   interop     PyTorch (timm, locuslab) weights in and out
   study       grids of runs, their records and reports, the paper's claims and verdicts,
               spectral analysis

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.kernels import depthwise
 from spatialmix_jax.kernels import native
 from spatialmix_jax.kernels.depthwise import depthwise_conv
@@ -134,9 +135,9 @@ def test_without_native_kernel_auto_falls_back_and_explicit_request_raises(monke
   for k, d in ((3, 9), (5, 1), (8, 1)):
     impl = depthwise.resolve_impl('auto', (64, 32, 32, 16), (k, k, 1, 16 * d), 'cpu')
     assert impl in depthwise.IMPLS and impl != 'native'
-  with pytest.raises(RuntimeError, match='no compiler'):
+  with pytest.raises(errors.ConfigError, match='no compiler'):
     depthwise.resolve_impl('native', (1, 8, 8, 4), (3, 3, 1, 4), 'cpu')
-  with pytest.raises(ValueError, match='CPU-only'):
+  with pytest.raises(errors.ConfigError, match='CPU-only'):
     depthwise.resolve_impl('native', (1, 8, 8, 4), (3, 3, 1, 4), 'gpu')
 
 

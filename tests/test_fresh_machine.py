@@ -119,6 +119,8 @@ def test_two_runs_preparing_at_once_both_read_a_whole_dataset(tmp_path):
     (['--mode=eval'], '--job=train|eval'),
     (['--config.mode=chans', '--config.model.name=resnet_cifar', '--config.model.depth=8'],
      "has no depthwise (spatial) filters"),
+    (['--config.model.depth_multiplier=9'],
+     'model.depth_multiplier=9 does nothing for convmixer, whose fields are model.width'),
 ])
 def test_first_mistakes_are_one_line_errors_before_any_compute(tmp_path, args, message):
   config = [a for a in args if a.startswith('--config=')] or ['--config=configs/default.py']

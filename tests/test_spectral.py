@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from spatialmix_jax.study import spectral
-from spatialmix_jax.jobs import train
 
 
 def test_envelope_of_a_delta_is_flat():
@@ -60,11 +59,10 @@ def test_depthwise_kernels_in_depth_order():
   assert banks['DepthwiseConv_10'].shape == (3, 3, 2)
 
 
-def test_cli_writes_figures_and_coverage_of_a_trained_run(tiny_config, tmp_path):
-  tiny_config.num_train_steps = 3
-  train.train_and_evaluate(tiny_config, str(tmp_path))
-  record = spectral.run(str(tmp_path), size=64, max_random_filters=8)
-  out = tmp_path / 'spectral'
+def test_cli_writes_figures_and_coverage_of_a_trained_run(tiny_config, trained_digits):
+  workdir, _ = trained_digits  # tiny_config, trained
+  record = spectral.run(str(workdir), size=64, max_random_filters=8)
+  out = workdir / 'spectral'
   for name in ('random_banks.png', 'trained_layers.png', 'random_vs_smooth.png'):
     assert (out / name).stat().st_size > 1000
   saved = json.loads((out / 'coverage.json').read_text())

@@ -134,9 +134,8 @@ def test_name_table_is_timms():
 
 @pytest.mark.parametrize('name', sorted(TIMM_INPUT_SIZES))
 def test_timm_import_matches_and_export_loads_strictly(name):
-  timm = th.import_timm()
   size = TIMM_INPUT_SIZES[name]
-  model = th.randomise(timm.create_model(name, pretrained=False), (8, 3, 4 * size, 4 * size))
+  model = th.randomised_timm_model(name)
   images = th.random_images((2, size, size, 3))
   expected = th.torch_logits(model, images, IMAGENET.mean, IMAGENET.std)
   assert _depends_on_the_image(expected)
@@ -149,7 +148,7 @@ def test_timm_import_matches_and_export_loads_strictly(name):
 
   exported = torch_layouts.from_flax(variables, 'timm', arch, num_batches_tracked=7)
   torch = th.import_torch()
-  fresh = timm.create_model(name, pretrained=False)
+  fresh = th.emptied_copy(model)
   fresh.load_state_dict({k: torch.from_numpy(v) for k, v in exported.items()}, strict=True)
   np.testing.assert_array_equal(th.torch_logits(fresh, images, IMAGENET.mean, IMAGENET.std),
                                 expected)
@@ -157,9 +156,8 @@ def test_timm_import_matches_and_export_loads_strictly(name):
 
 def test_timm_cli_import_evaluates_and_exports(tmp_path):
   """convmixer_768_32 (ReLU) through the files: import -> the eval restore -> export."""
-  timm = th.import_timm()
   name = 'convmixer_768_32'
-  model = th.randomise(timm.create_model(name, pretrained=False), (8, 3, 56, 56), seed=1)
+  model = th.randomised_timm_model(name)
   images = th.random_images((2, 14, 14, 3), seed=1)
   expected = th.torch_logits(model, images, IMAGENET.mean, IMAGENET.std)
   assert _depends_on_the_image(expected)
@@ -182,7 +180,7 @@ def test_timm_cli_import_evaluates_and_exports(tmp_path):
   output = str(tmp_path / 'out.pth')
   assert _run_cli('export', f'--workdir={workdir}', f'--target=timm:{name}',
                   f'--output={output}') == 0
-  reloaded = th.load_strictly(timm.create_model(name, pretrained=False), output)
+  reloaded = th.load_strictly(th.emptied_copy(model), output)
   np.testing.assert_array_equal(th.torch_logits(reloaded, images, IMAGENET.mean,
                                                 IMAGENET.std), expected)
 

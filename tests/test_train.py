@@ -19,18 +19,18 @@ from spatialmix_jax.training import train_state
 import resume_check
 
 
-def test_default_job_trains_and_eval_reproduces(tiny_config, tmp_path):
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+def test_default_job_trains_and_eval_reproduces(tiny_config, trained_digits):
+  workdir, results = trained_digits  # tiny_config, trained
   assert results['num_test_examples'] == 360  # every digits test example, once
   assert results['frozen_unchanged'] is True
   assert results['params']['frozen'] > 0
-  with open(tmp_path / 'results.json') as f:
+  with open(workdir / 'results.json') as f:
     assert json.load(f)['test_accuracy'] == results['test_accuracy']
-  evaluated = evaluation.evaluate(tiny_config, str(tmp_path))
+  evaluated = evaluation.evaluate(tiny_config, str(workdir))
   assert evaluated['step'] == 6
   assert evaluated['test_accuracy'] == results['test_accuracy']
   assert evaluated['test_loss'] == pytest.approx(results['test_loss'], rel=1e-6)
-  assert (tmp_path / 'eval.json').exists()
+  assert (workdir / 'eval.json').exists()
 
 
 def test_mock_cifar10_train_save_restore_same_metrics(tiny_config, tmp_path):
@@ -111,15 +111,15 @@ def test_eval_without_checkpoint_is_an_error(tiny_config, tmp_path):
     evaluation.evaluate(tiny_config, str(tmp_path))
 
 
-def test_checkpoint_of_other_architecture_is_refused_untouched(tiny_config, tmp_path):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
-  before = sorted(os.listdir(tmp_path / 'checkpoints'))
+def test_checkpoint_of_other_architecture_is_refused_untouched(tiny_config, trained_digits):
+  workdir, _ = trained_digits  # tiny_config, trained
+  before = sorted(os.listdir(workdir / 'checkpoints'))
   tiny_config.model.width = 24
   with pytest.raises(checkpointing.ArchitectureMismatchError, match='different architecture'):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    train.train_and_evaluate(tiny_config, str(workdir))
   with pytest.raises(checkpointing.ArchitectureMismatchError):
-    evaluation.evaluate(tiny_config, str(tmp_path))
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
+    evaluation.evaluate(tiny_config, str(workdir))
+  assert sorted(os.listdir(workdir / 'checkpoints')) == before
 
 
 def test_unwritable_workdir_is_an_error(tiny_config, tmp_path):

@@ -1,6 +1,8 @@
 """PyTorch-side helpers of tests/test_torch_weights.py: timm (or a skip), a locuslab-layout
 ConvMixer, random BatchNorm statistics, and logits of either framework on the same images."""
 
+import copy
+import functools
 import importlib.util
 
 import numpy as np
@@ -95,6 +97,33 @@ def randomise(model, input_shape, seed=0):
     for hook in hooks:
       hook.remove()
   return model
+
+
+# The NCHW images each timm model's BatchNorm statistics are drawn on: about 500 patches
+# (2x2 at the test inputs' 14 and 28 pixels, four times larger here).
+TIMM_CALIBRATION_SHAPES = {'convmixer_768_32': (8, 3, 56, 56),
+                           'convmixer_1536_20': (8, 3, 56, 56),
+                           'convmixer_1024_20_ks9_p14': (8, 3, 112, 112)}
+
+
+@functools.cache
+def randomised_timm_model(name):
+  """timm's `name`, randomised (`randomise`, seed 0), built once per test session: drawing
+  20-50M weights and calibrating 20-32 BatchNorms takes seconds per model. Shared: use it
+  read-only (`emptied_copy` for a model to load weights into)."""
+  timm = import_timm()
+  return randomise(timm.create_model(name, pretrained=False), TIMM_CALIBRATION_SHAPES[name])
+
+
+def emptied_copy(model):
+  """A copy of `model` with every tensor of its state dict zeroed: whatever it computes after
+  a strict load came from the loaded file, none from `model`."""
+  torch = import_torch()
+  fresh = copy.deepcopy(model)
+  with torch.no_grad():
+    for tensor in fresh.state_dict().values():
+      tensor.zero_()
+  return fresh
 
 
 def state_dict_arrays(model):

@@ -4,9 +4,11 @@ A config is a Python file under `configs/` (`--config=configs/NAME.py[:VARIANT]`
 are overridden with `--config.FIELD=VALUE`. absl and ml_collections report a missing file, a
 misspelt field or a value of the wrong type as a traceback of dozens of lines; `parse_flags`
 turns each into one `error:` line that names what would work, and exit code 2, before any
-data or model is touched.
+data or model is touched. `user_errors_as_one_line` does the same for the project's own
+errors (`infra/errors.py`) raised later, and for nothing else.
 """
 
+import contextlib
 import difflib
 import importlib.util
 import os
@@ -16,17 +18,27 @@ import sys
 from absl import flags
 import ml_collections
 
+from spatialmix_jax.infra import errors
+from spatialmix_jax.infra.errors import ConfigError
+
 USAGE_EXIT_CODE = 2
-
-
-class ConfigError(ValueError):
-  """A config file, variant or override that cannot be used; the message is one line."""
 
 
 def fail(message):
   """Prints `error: message` (its first line) to stderr and exits with code 2."""
   print(f'error: {str(message).splitlines()[0] if str(message) else message}', file=sys.stderr)
   sys.exit(USAGE_EXIT_CODE)
+
+
+@contextlib.contextmanager
+def user_errors_as_one_line():
+  """The project's own errors (a setting, file or folder the user fixes) leave the body as one
+  `error:` line and exit code 2; any other exception, a library's or a bug, keeps its
+  traceback, which is what it takes to debug it."""
+  try:
+    yield
+  except errors.UserError as e:
+    fail(e)
 
 
 def _flag_value(argv, name):

@@ -12,6 +12,8 @@ import math
 
 import ml_collections
 
+from spatialmix_jax.infra.errors import ConfigError
+
 
 def get_config():
   config = ml_collections.ConfigDict()
@@ -195,20 +197,20 @@ def _get(config, dotted):
 
 
 def check_values(config):
-  """Raises a one-line ValueError for the first field whose value cannot work."""
+  """Raises a one-line ConfigError for the first field whose value cannot work."""
   for name, value in _leaves(config):
     if isinstance(value, float) and not math.isfinite(value):
-      raise ValueError(f'{name} is {value}; give a finite number.')
+      raise ConfigError(f'{name} is {value}; give a finite number.')
   for name, integer, (ok, wanted) in _RANGES:
     value = _get(config, name)
     is_integer = isinstance(value, int) and not isinstance(value, bool)
     if (integer and not is_integer) or not ok(value):
       kind = 'an integer ' if integer else ''
-      raise ValueError(f'{name} must be {kind}{wanted}, got {value!r}.')
+      raise ConfigError(f'{name} must be {kind}{wanted}, got {value!r}.')
   steps, epochs = config.num_train_steps, config.num_epochs
   if not isinstance(steps, int) or not (steps == -1 or steps >= 1):
-    raise ValueError(f'num_train_steps must be an integer >= 1, or -1 to train num_epochs '
-                     f'epochs, got {steps!r}.')
+    raise ConfigError(f'num_train_steps must be an integer >= 1, or -1 to train num_epochs '
+                      f'epochs, got {steps!r}.')
   if steps == -1 and (not isinstance(epochs, int) or epochs < 1):
-    raise ValueError(f'num_epochs must be an integer >= 1 when num_train_steps is -1, got '
-                     f'{epochs!r}; or set num_train_steps.')
+    raise ConfigError(f'num_epochs must be an integer >= 1 when num_train_steps is -1, got '
+                      f'{epochs!r}; or set num_train_steps.')

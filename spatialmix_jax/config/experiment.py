@@ -19,6 +19,7 @@ from spatialmix_jax.objectives import attacks
 from spatialmix_jax.data import augment
 from spatialmix_jax.config import config_schema
 from spatialmix_jax.data import datasets
+from spatialmix_jax.infra import errors
 from spatialmix_jax.kernels import depthwise
 from spatialmix_jax.modeling import freezing
 from spatialmix_jax.modeling import models
@@ -31,7 +32,7 @@ DTYPES = ('float32', 'bfloat16')
 
 def _require(condition, message):
   if not condition:
-    raise ValueError(message)
+    raise errors.ConfigError(message)
 
 
 def image_shape(config, spec):
@@ -84,10 +85,25 @@ def _check_frozen(config, resolved):
   freezing.frozen_collections(config.mode, resolved.entry.collections, config.frozen_collections)
 
 
+def _check_attacks(config, resolved):
+  # attacks.py (owned elsewhere) raises plain ValueErrors; every one of its checks reads only
+  # config strings, so here each is the user's ConfigError.
+  try:
+    attacks.validate_config(config, resolved.task_class)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from e
+
+
+def _check_ignored_model_fields(config, resolved):
+  del resolved
+  models.check_ignored_fields(config.model, config_schema.get_config().model)
+
+
 # Every check of a config, each kept beside its concept and called here once, in one pass down
 # the folders: the schema's ranges (config), the task (objectives), the dataset (data), the
 # model and what it freezes (modeling), the optimizer (training), augmentation (data) and
-# attacks (objectives), which need the task.
+# attacks (objectives), which need the task; last, model fields the model does not read (only
+# meaningful once the model is known to be valid).
 CHECKS = (
     ('ranges', lambda config, resolved: config_schema.check_values(config)),
     ('task', _check_task),
@@ -98,13 +114,15 @@ CHECKS = (
     ('optimizer', lambda config, resolved: optimizers.validate(config.optimizer)),
     ('augmentation', lambda config, resolved: augment.validate(config.augment,
                                                                  resolved.task_class)),
-    ('attacks', lambda config, resolved: attacks.validate_config(config, resolved.task_class)),
+    ('attacks', _check_attacks),
+    ('ignored model fields', _check_ignored_model_fields),
 )
 
 
 def validate_config(config):
-  """One-line errors for a config that cannot run, before any data, model or device is
-  touched (the device checks follow in `create_experiment`); returns what it resolved."""
+  """One-line ConfigErrors for a config that cannot run, or that sets what its model ignores,
+  before any data, model or device is touched (the device checks follow in
+  `create_experiment`); returns what it resolved."""
   resolved = Resolved()
   for _, check in CHECKS:
     check(config, resolved)
@@ -163,7 +181,7 @@ def create_experiment(config):
 
 
 def check_workdir_writable(workdir):
-  """A one-line error for a workdir we cannot write, before anything is computed."""
+  """A one-line WorkdirError for a workdir we cannot write, before anything is computed."""
   if '://' in workdir:  # object stores (gs://) are checked by the first write
     return
   parent = workdir
@@ -171,6 +189,6 @@ def check_workdir_writable(workdir):
     parent = os.path.dirname(parent)
   target = workdir if os.path.exists(workdir) else parent or '.'
   if not os.path.isdir(target) or not os.access(target, os.W_OK | os.X_OK):
-    raise PermissionError(f'Workdir {workdir!r} is not writable ({target!r}); pass a '
-                          'folder you can write to with --workdir.')
+    raise errors.WorkdirError(f'Workdir {workdir!r} is not writable ({target!r}); pass a '
+                              'folder you can write to with --workdir.')
 

@@ -6,6 +6,7 @@ results.
 """
 
 from spatialmix_jax.config import config_schema
+from spatialmix_jax.infra.errors import ConfigError
 from spatialmix_jax.modeling import presets
 
 # Variant of the ImageNet recipe: the preset of modeling/presets.py it trains.
@@ -86,7 +87,7 @@ def convmixer_imagenet(preset=''):
   """configs/convmixer_imagenet.py: the ConvMixer paper's timm command (its docstring has the
   command, the sources and where we differ)."""
   if preset not in IMAGENET_PRESETS:
-    raise ValueError(f'Unknown preset {preset!r}; choose one of {sorted(IMAGENET_PRESETS)}.')
+    raise ConfigError(f'Unknown preset {preset!r}; choose one of {sorted(IMAGENET_PRESETS)}.')
   config = config_schema.get_config()
   config.dataset = 'imagenet2012'
   config.mode = 'chans'

@@ -18,6 +18,8 @@ Images stay in [0, 1] and the models normalise inside, so an erased pixel that t
 z ~ N(0, 1) after normalisation is written here as mean + std * z (it may leave [0, 1]).
 """
 
+from spatialmix_jax.infra.errors import ConfigError
+
 RANDAUGMENT_POLICIES = ('timm', 'torchvision')
 ERASING_MODES = ('pixel', 'rand', 'const')
 # timm clips magnitudes to _LEVEL_DENOM = 10 (no `mmax`); torchvision has 31 bins, 0..30.
@@ -30,11 +32,11 @@ _FIELDS = ('crop_padding', 'flip', 'inception_crop', 'image_size', 'eval_crop_ra
 
 def _require(condition, message):
   if not condition:
-    raise ValueError(message)
+    raise ConfigError(message)
 
 
 def validate(augment, task_class=None):
-  """One-line ValueErrors for `config.augment`, before any data is read."""
+  """One-line ConfigErrors for `config.augment`, before any data is read."""
   unknown = sorted(set(augment.keys()) - set(_FIELDS))
   _require(not unknown, f'Unknown augment setting(s) {unknown}; valid: {_FIELDS}.')
   a = augment

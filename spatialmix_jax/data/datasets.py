@@ -6,6 +6,8 @@ Reading the datasets is `tfds_builders.py`'s job.
 
 import dataclasses
 
+from spatialmix_jax.infra.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
@@ -47,5 +49,5 @@ DATASETS = {
 
 def get_spec(name):
   if name not in DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.')
+    raise ConfigError(f'Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.')
   return DATASETS[name]

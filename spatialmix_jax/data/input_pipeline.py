@@ -23,6 +23,8 @@ from spatialmix_jax.data import batch_mixing
 from spatialmix_jax.data import datasets
 from spatialmix_jax.data import image_preprocessing
 from spatialmix_jax.data import tfds_builders
+from spatialmix_jax.infra.errors import ConfigError
+from spatialmix_jax.infra.errors import DataError
 
 
 def _epoch_seed(seed, epoch):
@@ -41,7 +43,7 @@ def _decoders(spec):
 
 def _check_batch(global_batch, what):
   if global_batch % jax.device_count():
-    raise ValueError(
+    raise ConfigError(
         f'{what} {global_batch} is not divisible by the {jax.device_count()} devices; '
         f'pick a multiple of {jax.device_count()}.')
   return global_batch // jax.process_count()
@@ -120,7 +122,7 @@ def create_train_data(experiment):
       tfds_builders.load_split(builder, split, shuffle_files=False, decoders=_decoders(spec)))
   steps_per_epoch = num_local // local_batch
   if steps_per_epoch == 0:
-    raise ValueError(
+    raise ConfigError(
         f'batch_size {config.batch_size} is larger than the {num_local} training examples '
         f'each of the {jax.process_count()} processes reads; lower batch_size.')
   return TrainData(config, builder, spec, local_batch, steps_per_epoch)
@@ -154,7 +156,7 @@ class EvalData:
       produced += 1
       yield batch
     if produced < self.num_steps and template is None:
-      raise ValueError('This process received no test examples; use fewer processes.')
+      raise DataError('This process received no test examples; use fewer processes.')
     for _ in range(self.num_steps - produced):
       yield {k: np.zeros_like(v) for k, v in template.items()}
 

@@ -17,10 +17,11 @@ import tensorflow_datasets as tfds
 
 from spatialmix_jax.infra import cache
 from spatialmix_jax.data import datasets
+from spatialmix_jax.infra import errors
 
 
-class DatasetNotPreparedError(ValueError):
-  pass
+class DatasetNotPreparedError(errors.DataError):
+  """A dataset (or data dir) that is not where the config says; nothing is downloaded."""
 
 
 def _digits_images_and_labels():

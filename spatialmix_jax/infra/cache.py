@@ -8,11 +8,12 @@ It is `$SPATIALMIX_CACHE_DIR` when set, else `$XDG_CACHE_HOME/spatialmix_jax`, e
 import os
 import tempfile
 
+from spatialmix_jax.infra import errors
+
 ENV_VAR = 'SPATIALMIX_CACHE_DIR'
 
 
-class CacheDirError(PermissionError):
-  """The cache root cannot be written; the message names the variable to set."""
+CacheDirError = errors.CacheDirError  # raised by writable_dir
 
 
 def root():

@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.modeling import presets
 
 LAYOUTS = ('timm', 'locuslab')
@@ -40,8 +41,8 @@ _CONV_PERMUTATION = (2, 3, 1, 0)  # torch (out, in, kh, kw) <-> Flax (kh, kw, in
 _DENSE_PERMUTATION = (1, 0)
 
 
-class WeightsError(ValueError):
-  """A checkpoint that is not the expected ConvMixer; the message is one line."""
+# A checkpoint that is not the expected ConvMixer; raised here and by torch_weights.py.
+WeightsError = errors.WeightsError
 
 
 @dataclasses.dataclass(frozen=True)

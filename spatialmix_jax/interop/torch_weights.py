@@ -35,6 +35,7 @@ import numpy as np
 from spatialmix_jax.config import config_schema
 from spatialmix_jax.config import recipes
 from spatialmix_jax.data import datasets
+from spatialmix_jax.infra import errors
 from spatialmix_jax.interop import torch_layouts
 from spatialmix_jax.interop.torch_layouts import WeightsError
 
@@ -260,8 +261,9 @@ def main(argv=None):
                             f'--workdir={args.workdir} --job=eval')}, indent=1))
     else:
       print(json.dumps(export_weights(args.workdir, args.target, args.output), indent=1))
-  except (ValueError, OSError) as e:
-    # WeightsError, the package's config/checkpoint errors and unreadable files alike.
+  except errors.UserError as e:
+    # WeightsError and the package's config/checkpoint/workdir errors; anything else (a
+    # library's failure, a bug) keeps its traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 

@@ -19,6 +19,7 @@ from spatialmix_jax.config import experiment as experiment_lib
 from spatialmix_jax.modeling import freezing
 from spatialmix_jax.training import init_from
 from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.infra import errors
 from spatialmix_jax.training import train_state
 
 # Fields renamed since records were first written: a config.json that has the old name still
@@ -149,7 +150,7 @@ def check_transferable(source, target, source_dir):
   mine = (target.config.dataset, target.image_shape, target.spec.num_classes)
   theirs = (source.config.dataset, source.image_shape, source.spec.num_classes)
   if mine != theirs:
-    raise ValueError(f'eval.transfer_from {source_dir!r} is a model of {theirs[0]} '
+    raise errors.ConfigError(f'eval.transfer_from {source_dir!r} is a model of {theirs[0]} '
                      f'{theirs[1]} ({theirs[2]} classes), this run one of {mine[0]} {mine[1]} '
                      f'({mine[2]} classes); give a source trained on the same data.')
 
@@ -166,11 +167,28 @@ def transfer_source(config, experiment):
 
 
 def evaluate(config, workdir):
-  """Restores a checkpoint of `workdir`, evaluates it and writes `workdir/eval.json`."""
+  """Restores a checkpoint of `workdir`, evaluates it and writes `workdir/eval.json`.
+
+  An exception other than the project's own errors gets a note naming the workdir and the
+  checkpoint step, the last line of its traceback.
+  """
+  where = {'step': None}
+  try:
+    return _evaluate(config, workdir, where)
+  except Exception as e:
+    if not isinstance(e, errors.UserError):
+      step = 'before a checkpoint was restored' if where['step'] is None else (
+          f'checkpoint step {where["step"]}')
+      e.add_note(f'[spatialmix_jax] while evaluating workdir {workdir!r}, {step}.')
+    raise
+
+
+def _evaluate(config, workdir, where):
   started = time.time()
   experiment = experiment_lib.create_experiment(config)
   eval_data = input_pipeline.create_eval_data(experiment, max_examples=config.eval.max_examples)
   state, step = restore_for_eval(config, workdir, experiment)
+  where['step'] = step
   source = transfer_source(config, experiment) if config.eval.transfer_from else None
   results = evaluate_state(experiment, state, eval_data,
                            eval_loop.compile_eval_step(experiment))

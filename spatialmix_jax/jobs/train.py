@@ -1,6 +1,7 @@
 """Training: the resumable loop behind `main.py --job=train` around the sharded train step
 (`train_step.py`): input, checkpoints, metrics, preemption, the final evaluation and record."""
 
+import dataclasses
 import json
 import signal
 import threading
@@ -20,6 +21,7 @@ from spatialmix_jax.config import experiment as experiment_lib
 from spatialmix_jax.modeling import freezing
 from spatialmix_jax.training import init_from
 from spatialmix_jax.data import input_pipeline
+from spatialmix_jax.infra import errors
 from spatialmix_jax.training import progress
 from spatialmix_jax.infra import sharding
 from spatialmix_jax.objectives import tasks
@@ -72,13 +74,42 @@ def _write_json(workdir, name, payload):
 
 def _check_finite(metrics_sums, step, last_saved):
   if not np.isfinite(float(metrics_sums['loss'])):
-    raise FloatingPointError(
+    raise errors.DivergedError(
         f'Loss is not finite at step {step}; stopping. The last checkpoint is step '
         f'{last_saved}: lower optimizer.learning_rate or enable grad_clip_norm and resume.')
 
 
+@dataclasses.dataclass
+class _Position:
+  """How far a run got, for the last line of a traceback."""
+  phase: str = 'setting up'
+  step: int = 0
+  saved: int = None  # the newest checkpoint's step
+
+  def describe(self, workdir):
+    saved = 'none' if self.saved is None else f'step {self.saved}'
+    at = f' at step {self.step}' if self.phase == 'training' else ''
+    return (f'[spatialmix_jax] while {self.phase}{at} in workdir {workdir!r}; last checkpoint: '
+            f'{saved}.')
+
+
 def train_and_evaluate(config, workdir):
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.
+
+  The project's own errors (`errors.UserError`) say what to do in one line; any other
+  exception gets a note naming the workdir and the step it happened at, printed as the last
+  line of its traceback.
+  """
+  position = _Position()
+  try:
+    return _train_and_evaluate(config, workdir, position)
+  except Exception as e:
+    if not isinstance(e, errors.UserError):
+      e.add_note(position.describe(workdir))
+    raise
+
+
+def _train_and_evaluate(config, workdir, position):
   started = time.time()
   experiment = experiment_lib.create_experiment(config)
   experiment_lib.check_workdir_writable(workdir)
@@ -101,6 +132,7 @@ def train_and_evaluate(config, workdir):
         'frozen': freezing.fingerprint(state.weights, experiment.frozen)})
   else:
     state = train_state.TrainState(**restored)
+    position.saved = start_step
     logging.info('Resumed from checkpoint step %d in %s.', start_step, checkpoints.directory)
   _write_json(workdir, 'config.json', json.loads(config.to_json_best_effort()))
 
@@ -120,6 +152,7 @@ def train_and_evaluate(config, workdir):
   clock = progress.LoopClock(start_step, total_steps, config.batch_size)
   batches = train_data.iterate(start_step)
   ready = None
+  position.phase, position.step = 'training', start_step + 1
   if start_step < total_steps:
     ready = sharding.global_batch(next(batches), experiment.mesh)
     clock.charge('input')
@@ -130,6 +163,7 @@ def train_and_evaluate(config, workdir):
   last_saved = start_step
   with _PreemptionWatch() as preemption:
     for step in range(start_step + 1, total_steps + 1):
+      position.step = step
       batch = ready if ready is not None else sharding.global_batch(next(batches),
                                                                    experiment.mesh)
       ready = None
@@ -159,7 +193,7 @@ def train_and_evaluate(config, workdir):
           _check_finite(jax.tree.map(lambda *xs: np.sum(xs), *jax.device_get(pending)),
                         step, last_saved)
         checkpoints.save(step, state.as_dict())
-        last_saved = step
+        last_saved = position.saved = step
         if preempted and not last_step:
           checkpoints.close()
           logging.warning('Preempted: saved step %d; resume with the same --workdir.', step)
@@ -171,6 +205,7 @@ def train_and_evaluate(config, workdir):
         curve.add(step, results, evaluation.model_variables(state))
       clock.charge('host')
 
+  position.phase = f'evaluating step {total_steps}'
   results = evaluation.evaluate_state(experiment, state, eval_data, p_eval_step)
   writer.write_scalars(total_steps, {f'test_{k}': v for k, v in results.items()
                                      if k != 'count'})

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from spatialmix_jax.kernels import depthwise_native
 from spatialmix_jax.kernels import native
 from spatialmix_jax.kernels import depthwise_pallas
+from spatialmix_jax.infra.errors import ConfigError
 
 IMPLS = ('xla', 'shift', 'fft', 'native', 'pallas')
 
@@ -52,19 +53,21 @@ def resolve_impl(impl, x_shape=None, kernel_shape=None, backend=None, stride=1):
   """Returns the concrete implementation name for `impl` ('auto' or one of IMPLS)."""
   if impl == 'auto':
     return _auto_impl(x_shape, kernel_shape, backend or jax.default_backend(), stride)
+  # An implementation named by the config that cannot run here is the user's choice to change.
   if impl not in IMPLS:
-    raise ValueError(
+    raise ConfigError(
         f'Unknown depthwise_impl {impl!r}; choose one of {("auto",) + IMPLS}.')
   if impl == 'native':
     if backend not in (None, 'cpu'):
-      raise ValueError(f"depthwise_impl 'native' is CPU-only; backend is {backend!r}.")
+      raise ConfigError(f"depthwise_impl 'native' is CPU-only; backend is {backend!r}.")
     if not native.available():
-      raise RuntimeError(f"depthwise_impl 'native' is unavailable: {native.error()}")
+      raise ConfigError(f"depthwise_impl 'native' is unavailable ({native.error()}); choose "
+                        "another model.depthwise_impl (auto picks one that runs).")
   if impl == 'pallas' and x_shape is not None and kernel_shape is not None:
     reason = depthwise_pallas.unsupported_reason(x_shape, kernel_shape, stride,
                                                  backend or jax.default_backend())
     if reason:
-      raise ValueError(reason)
+      raise ConfigError(reason)
   return impl
 
 
@@ -103,7 +106,7 @@ def _auto_impl(x_shape, kernel_shape, backend, stride):
   def runnable(impl):
     try:
       resolve_impl(impl, x_shape, kernel_shape, backend, stride)
-    except (RuntimeError, ValueError):
+    except ConfigError:
       return False
     return True
 

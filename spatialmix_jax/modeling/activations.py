@@ -3,6 +3,8 @@
 import flax.linen as nn
 from jax import lax
 
+from spatialmix_jax.infra.errors import ConfigError
+
 
 def gelu(x):
   """Exact GELU, x·Φ(x), written as torch.nn.GELU computes it: 0.5·x·(1 + erf(x/√2)).
@@ -22,5 +24,5 @@ ACTIVATIONS = {
 
 def activation(name):
   if name not in ACTIVATIONS:
-    raise ValueError(f'Unknown act {name!r}; choose one of {tuple(ACTIVATIONS)}.')
+    raise ConfigError(f'Unknown act {name!r}; choose one of {tuple(ACTIVATIONS)}.')
   return ACTIVATIONS[name]

@@ -29,18 +29,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spatialmix_jax.infra.errors import ConfigError
+
 FAMILIES = ('random', 'same', 'box', 'identity', 'smooth')
 INIT_SCHEMES = ('torch', 'flax')
 
 
 def check_spatial_init(spatial_init):
   if spatial_init not in FAMILIES:
-    raise ValueError(f'Unknown spatial_init {spatial_init!r}; choose one of {FAMILIES}.')
+    raise ConfigError(f'Unknown spatial_init {spatial_init!r}; choose one of {FAMILIES}.')
 
 
 def check_init_scheme(init_scheme):
   if init_scheme not in INIT_SCHEMES:
-    raise ValueError(f'Unknown init_scheme {init_scheme!r}; choose one of {INIT_SCHEMES}.')
+    raise ConfigError(f'Unknown init_scheme {init_scheme!r}; choose one of {INIT_SCHEMES}.')
 
 
 def fan_in(shape):

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from spatialmix_jax.infra.errors import ConfigError
+
 MODES = ('full', 'chans', 'space')
 _MODE_FROZEN = {'full': (), 'chans': ('spatial', 'stem'), 'space': ('channel', 'stem')}
 # The mixer a frozen mode is about: a model without it cannot be trained in that mode.
@@ -42,15 +44,15 @@ def frozen_collections(mode, available, explicit=None):
     names = _names(explicit)
     unknown = [n for n in names if n not in available]
     if unknown:
-      raise ValueError(f'Cannot freeze {unknown}: this model has collections {available}.')
+      raise ConfigError(f'Cannot freeze {unknown}: this model has collections {available}.')
     return tuple(c for c in available if c in names)
   if mode not in MODES:
-    raise ValueError(f'Unknown mode {mode!r}; choose one of {MODES}.')
+    raise ConfigError(f'Unknown mode {mode!r}; choose one of {MODES}.')
   collection, what = _MODE_MIXER.get(mode, (None, None))
   if collection is not None and collection not in available:
-    raise ValueError(f'mode {mode!r} freezes the {collection!r} collection, but this model has no '
-                     f'{what} (collections {available}); use mode full, or a separable model '
-                     '(convmixer, sep_resnet_*).')
+    raise ConfigError(f'mode {mode!r} freezes the {collection!r} collection, but this model has no '
+                      f'{what} (collections {available}); use mode full, or a separable model '
+                      '(convmixer, sep_resnet_*).')
   return tuple(c for c in available if c in _MODE_FROZEN[mode])
 
 

@@ -9,7 +9,10 @@ Every setting keeps its `config.model` name down to the layer that uses it: `spa
   sep_resnet_*, resnet_*: depth is the total depth (CIFAR 6n+2, ImageNet 8n+2), kernel_size
     the block convs' kernel (3 is the standard ResNet; the ImageNet stem stays 7x7),
     width_multiplier scales every stage; sep_* use depth_multiplier (9 in the paper).
-    width, patch_size and act are ignored (ResNets are ReLU throughout).
+    width, patch_size and act do nothing (ResNets are ReLU throughout); a plain resnet_* has
+    no depthwise filters, so depth_multiplier and the filter settings do nothing there either.
+A field set away from its schema default on a family that does not read it is an error
+(`check_ignored_fields`), not a setting silently dropped.
 """
 
 import dataclasses
@@ -18,6 +21,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from spatialmix_jax.infra.errors import ConfigError
 from spatialmix_jax.modeling import activations
 from spatialmix_jax.modeling import convmixer
 from spatialmix_jax.kernels import depthwise
@@ -34,24 +38,39 @@ class Entry:
   # Its weight collections, known before it is built so that a mode it cannot be trained in is
   # an error up front; create_experiment checks them against the built model.
   collections: tuple
+  # config.model fields read by its layers rather than passed by name (`create_model`).
+  layer_fields: tuple
+
+  @property
+  def reads(self):
+    """Every config.model field that changes this model."""
+    return ('name',) + self.fields + self.layer_fields
 
 
 _CONVMIXER_FIELDS = ('width', 'depth', 'kernel_size', 'patch_size', 'act')
 _RESNET_FIELDS = ('depth', 'kernel_size', 'depth_multiplier', 'width_multiplier')
 _CONVMIXER_COLLECTIONS = ('channel', 'params', 'spatial', 'stem')
 _SEPARABLE_RESNET_COLLECTIONS = ('channel', 'params', 'spatial')
+# The depthwise partial's settings, and the pointwise one's (init_scheme): a plain ResNet's
+# full convs read only init_scheme.
+_SEPARABLE_LAYER_FIELDS = ('spatial_init', 'smooth_sigma', 'init_scheme', 'depthwise_impl')
 
 
 def _resnet(imagenet, separable):
-  return Entry(functools.partial(resnet.PreActResNet, imagenet=imagenet, separable=separable),
-               _RESNET_FIELDS, 'logits',
-               _SEPARABLE_RESNET_COLLECTIONS if separable else ('params',))
+  module = functools.partial(resnet.PreActResNet, imagenet=imagenet, separable=separable)
+  if separable:
+    return Entry(module, _RESNET_FIELDS, 'logits', _SEPARABLE_RESNET_COLLECTIONS,
+                 _SEPARABLE_LAYER_FIELDS)
+  # Without depthwise convs there is nothing for depth_multiplier to multiply.
+  return Entry(module, tuple(f for f in _RESNET_FIELDS if f != 'depth_multiplier'), 'logits',
+               ('params',), ('init_scheme',))
 
 
 MODELS = {
-    'convmixer': Entry(convmixer.ConvMixer, _CONVMIXER_FIELDS, 'logits', _CONVMIXER_COLLECTIONS),
+    'convmixer': Entry(convmixer.ConvMixer, _CONVMIXER_FIELDS, 'logits', _CONVMIXER_COLLECTIONS,
+                       _SEPARABLE_LAYER_FIELDS),
     'unshuffle_convmixer': Entry(convmixer.UnshuffleConvMixer, _CONVMIXER_FIELDS, 'image',
-                                 _CONVMIXER_COLLECTIONS),
+                                 _CONVMIXER_COLLECTIONS, _SEPARABLE_LAYER_FIELDS),
     'sep_resnet_cifar': _resnet(imagenet=False, separable=True),
     'sep_resnet_imagenet': _resnet(imagenet=True, separable=True),
     'resnet_cifar': _resnet(imagenet=False, separable=False),
@@ -62,13 +81,13 @@ MODEL_NAMES = tuple(MODELS)
 
 def get_entry(name):
   if name not in MODELS:
-    raise ValueError(f'Unknown model.name {name!r}; choose one of {MODEL_NAMES}.')
+    raise ConfigError(f'Unknown model.name {name!r}; choose one of {MODEL_NAMES}.')
   return MODELS[name]
 
 
 def _check_positive(name, value, minimum=1):
   if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'model.{name} must be an integer >= {minimum}, got {value!r}.')
+    raise ConfigError(f'model.{name} must be an integer >= {minimum}, got {value!r}.')
 
 
 def validate(model_config):
@@ -79,10 +98,10 @@ def validate(model_config):
   filters.check_init_scheme(mc.init_scheme)
   impls = ('auto',) + tuple(depthwise.IMPLS)
   if mc.depthwise_impl not in impls:
-    raise ValueError(f'Unknown model.depthwise_impl {mc.depthwise_impl!r}; '
-                     f'choose one of {impls}.')
+    raise ConfigError(f'Unknown model.depthwise_impl {mc.depthwise_impl!r}; '
+                      f'choose one of {impls}.')
   if mc.spatial_init == 'smooth' and not mc.smooth_sigma > 0:
-    raise ValueError(f'model.smooth_sigma must be > 0 for smooth filters, got {mc.smooth_sigma}.')
+    raise ConfigError(f'model.smooth_sigma must be > 0 for smooth filters, got {mc.smooth_sigma}.')
   _check_positive('kernel_size', mc.kernel_size)
   _check_positive('depth_multiplier', mc.depth_multiplier)
   for name in entry.fields:
@@ -90,11 +109,30 @@ def validate(model_config):
       activations.activation(mc.act)
     else:
       _check_positive(name, mc[name])
-  if entry.fields is _RESNET_FIELDS:
+  if 'width_multiplier' in entry.fields:  # the ResNets
     resnet.blocks_per_stage(mc.depth, imagenet=mc.name.endswith('imagenet'))
   if entry.output == 'image' and mc.patch_size != 1:
-    raise ValueError(f'{mc.name} needs model.patch_size 1 so that its output is an image of '
-                     f'the input size, got {mc.patch_size}.')
+    raise ConfigError(f'{mc.name} needs model.patch_size 1 so that its output is an image of '
+                      f'the input size, got {mc.patch_size}.')
+
+
+def check_ignored_fields(model_config, defaults):
+  """A ConfigError for a field of `model_config` that is away from its default in `defaults`
+  (the schema's config.model) on a model that does not read it, so it would change nothing."""
+  entry = get_entry(model_config.name)
+  reads = entry.reads
+  for name in defaults:
+    if name not in reads and model_config[name] != defaults[name]:
+      raise ConfigError(
+          f'model.{name}={model_config[name]!r} does nothing for {model_config.name}, whose '
+          f'fields are model.{", model.".join(f for f in reads if f != "name")}; leave '
+          f'model.{name} at its default {defaults[name]!r}.')
+  if ('smooth_sigma' in reads and model_config.spatial_init != 'smooth'
+      and model_config.smooth_sigma != defaults.smooth_sigma):
+    raise ConfigError(
+        f'model.smooth_sigma={model_config.smooth_sigma!r} does nothing with model.spatial_init='
+        f'{model_config.spatial_init!r}; set model.spatial_init=smooth, or leave smooth_sigma at '
+        f'its default {defaults.smooth_sigma!r}.')
 
 
 def check_input_size(model_config, image_shape, dataset):
@@ -102,8 +140,8 @@ def check_input_size(model_config, image_shape, dataset):
   height, width = image_shape[:2]
   if 'patch_size' in get_entry(model_config.name).fields and (
       model_config.patch_size > min(height, width)):
-    raise ValueError(f'model.patch_size {model_config.patch_size} is larger than the '
-                     f'{height}×{width} images of {dataset}; use at most {min(height, width)}.')
+    raise ConfigError(f'model.patch_size {model_config.patch_size} is larger than the '
+                      f'{height}×{width} images of {dataset}; use at most {min(height, width)}.')
 
 
 def create_model(model_config, *, num_classes, num_channels, mean, std, dtype=jnp.float32):

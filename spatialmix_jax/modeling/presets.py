@@ -10,6 +10,8 @@ and against the closed-form count of a ConvMixer.
 
 import dataclasses
 
+from spatialmix_jax.infra.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -56,7 +58,7 @@ PRESETS = {
 
 def get(name):
   if name not in PRESETS:
-    raise ValueError(f'Unknown ConvMixer preset {name!r}; choose one of {tuple(PRESETS)}.')
+    raise ConfigError(f'Unknown ConvMixer preset {name!r}; choose one of {tuple(PRESETS)}.')
   return PRESETS[name]
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from spatialmix_jax.infra.errors import ConfigError
 from spatialmix_jax.modeling import layers
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -26,12 +27,12 @@ IMAGENET_WIDTHS = (64, 128, 256, 512)
 
 
 def blocks_per_stage(depth, imagenet):
-  """n for a ResNet of total depth 6n+2 (CIFAR) or 8n+2 (ImageNet); ValueError otherwise."""
+  """n for a ResNet of total depth 6n+2 (CIFAR) or 8n+2 (ImageNet); ConfigError otherwise."""
   per_block = 8 if imagenet else 6
   if depth < per_block + 2 or (depth - 2) % per_block:
     form = 'ImageNet ResNet depth must be 8n+2 (10, 18, 26, ...)' if imagenet else (
         'CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 56, 110, ...)')
-    raise ValueError(f'{form} with n >= 1, got {depth}.')
+    raise ConfigError(f'{form} with n >= 1, got {depth}.')
   return (depth - 2) // per_block
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from spatialmix_jax.infra.errors import CheckpointError
+from spatialmix_jax.infra.errors import ConfigError
 from spatialmix_jax.objectives import unshuffle
 
 ATTACKS = ('fgsm', 'pgd', 'pgd20', 'apgd')  # objectives/attacks.py says what each is
@@ -92,7 +94,7 @@ class Unshuffle:
     del config
     saved = saved_config.unshuffle.permutation_seed
     if saved != self.permutation_seed:
-      raise ValueError(
+      raise CheckpointError(
           f'unshuffle.permutation_seed {self.permutation_seed} differs from the seed {saved} the '
           f'checkpoint in {workdir!r} was trained with; pass '
           f'--config.unshuffle.permutation_seed={saved}.')
@@ -107,7 +109,7 @@ TASKS = {'classification': Classification, 'unshuffle': Unshuffle}
 
 def get_class(name):
   if name not in TASKS:
-    raise ValueError(f'Unknown task {name!r}; choose one of {tuple(TASKS)}.')
+    raise ConfigError(f'Unknown task {name!r}; choose one of {tuple(TASKS)}.')
   return TASKS[name]
 
 

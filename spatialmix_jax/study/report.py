@@ -11,8 +11,8 @@ Markdown table in report.md. Lines of a figure are the other fields that vary am
 
 import math
 import os
-import sys
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.infra import plotting
 from spatialmix_jax.study import records
 
@@ -100,12 +100,13 @@ def write_report(workdir, figures=None):
   if figures:
     unknown = [f for f in figures if f not in FIGURE_NAMES]
     if unknown:
-      raise ValueError(f'Unknown figure(s) {unknown}; choose from {FIGURE_NAMES}.')
+      raise errors.ConfigError(f'Unknown figure(s) {unknown}; choose from {FIGURE_NAMES}.')
   if not os.path.isdir(workdir):
-    raise ValueError(f'No sweep in {workdir!r}: run python -m spatialmix_jax.study.sweep first.')
+    raise errors.NoResultsError(f'No sweep in {workdir!r}: run python -m '
+                                'spatialmix_jax.study.sweep first.')
   rows = records.load_cells(workdir)
   if not rows:
-    raise ValueError(f'No finished cell (results.json) under {workdir!r} yet.')
+    raise errors.NoResultsError(f'No finished cell (results.json) under {workdir!r} yet.')
   out = os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   sweep = records.read_json(os.path.join(workdir, 'sweep.json')) or {}
@@ -134,12 +135,10 @@ def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  try:
+  from spatialmix_jax.config import cli  # pylint: disable=g-import-not-at-top
+  with cli.user_errors_as_one_line():
     figures = [f for f in FLAGS.figures.split(',') if f] if FLAGS.figures else None
     written = write_report(FLAGS.workdir, figures)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(f'Wrote {", ".join(written)} to {os.path.join(FLAGS.workdir, "report")}')
 
 

@@ -19,6 +19,7 @@ lines is rewritten from the same verdicts.
 import os
 import sys
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.modeling import presets
 from spatialmix_jax.study import claims as claims_table
 from spatialmix_jax.study import records
@@ -221,11 +222,11 @@ def models_section():
 def write(workdir, output):
   """Writes OUTPUT (Markdown) and its figures; returns the claims with their verdicts."""
   if not os.path.isdir(workdir):
-    raise ValueError(f'No reproduction results in {workdir!r}: run the grids of '
+    raise errors.NoResultsError(f'No reproduction results in {workdir!r}: run the grids of '
                      'configs/sweeps/paper_cifar10.py and repro_cifar10.py first.')
   rows = load(workdir)
   if not rows['repro_cifar10/convmixer_modes']:
-    raise ValueError(f'{workdir!r} has no finished repro_cifar10/convmixer_modes cell: run '
+    raise errors.NoResultsError(f'{workdir!r} has no finished repro_cifar10/convmixer_modes cell: run '
                      'python -m spatialmix_jax.study.sweep --config=configs/sweeps/repro_cifar10.py:'
                      'convmixer_modes --workdir='
                      f'{os.path.join(workdir, "repro_cifar10", "convmixer_modes")} first.')
@@ -317,7 +318,7 @@ def with_readme_table(text, claims):
   """TEXT (a README) with the lines between its claims markers replaced by readme_table."""
   lines = text.split('\n')
   if README_BEGIN not in lines or README_END not in lines:
-    raise ValueError(f'The README has no {README_BEGIN} ... {README_END} lines around its '
+    raise errors.ConfigError(f'The README has no {README_BEGIN} ... {README_END} lines around its '
                      'claims table: add them where the table goes.')
   begin, end = lines.index(README_BEGIN), lines.index(README_END)
   return '\n'.join(lines[:begin + 1] + readme_table(claims) + lines[end:])
@@ -337,7 +338,7 @@ def main(argv):
     if FLAGS.readme:
       with open(FLAGS.readme, 'w') as f:
         f.write(with_readme_table(readme, claims))
-  except (ValueError, OSError) as e:
+  except (errors.UserError, OSError) as e:  # OSError: a path the user named
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   for claim in claims:

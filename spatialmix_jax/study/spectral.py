@@ -17,11 +17,11 @@ coverage.json (per bank: coverage at the threshold, the bank's shape).
 import json
 import os
 import re
-import sys
 
 import jax
 import numpy as np
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.modeling import filters
 from spatialmix_jax.infra import plotting
 
@@ -46,7 +46,7 @@ def envelope(kernels, size=DEFAULT_SIZE, chunk=64):
   """(size, size) max over filters of |FFT2| (zero-padded, fftshift-ed: DC at the centre)."""
   bank = as_bank(kernels)
   if max(bank.shape[:2]) > size:
-    raise ValueError(f'size {size} is smaller than the {bank.shape[:2]} filters.')
+    raise errors.ConfigError(f'size {size} is smaller than the {bank.shape[:2]} filters.')
   result = np.zeros((size, size))
   for start in range(0, bank.shape[-1], chunk):  # bounded memory for wide banks
     spectra = np.abs(np.fft.fft2(bank[..., start:start + chunk], s=(size, size), axes=(0, 1)))
@@ -57,7 +57,7 @@ def envelope(kernels, size=DEFAULT_SIZE, chunk=64):
 def coverage(env, threshold=DEFAULT_THRESHOLD):
   """Fraction of the frequency plane where `env` ≥ threshold × its peak."""
   if not 0.0 < threshold <= 1.0:
-    raise ValueError(f'threshold must be in (0, 1], got {threshold}.')
+    raise errors.ConfigError(f'threshold must be in (0, 1], got {threshold}.')
   peak = env.max()
   if peak <= 0:
     return 0.0
@@ -128,9 +128,9 @@ def run(workdir, size=DEFAULT_SIZE, threshold=DEFAULT_THRESHOLD, max_random_filt
   config = evaluation.load_saved_config(workdir)
   experiment = experiment_lib.create_experiment(config)
   if 'spatial' not in experiment.collections:
-    raise ValueError(f'The model in {workdir!r} ({config.model.name}) has no depthwise '
-                     '(spatial) filters; spectral analysis needs a separable model '
-                     '(convmixer, unshuffle_convmixer, sep_resnet_*).')
+    raise errors.ConfigError(f'The model in {workdir!r} ({config.model.name}) has no depthwise '
+                             '(spatial) filters; spectral analysis needs a separable model '
+                             '(convmixer, unshuffle_convmixer, sep_resnet_*).')
   state, step = evaluation.restore_for_eval(config, workdir, experiment)
   out = os.path.join(workdir, 'spectral')
   os.makedirs(out, exist_ok=True)
@@ -171,11 +171,9 @@ def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  try:
+  from spatialmix_jax.config import cli  # pylint: disable=g-import-not-at-top
+  with cli.user_errors_as_one_line():
     record = run(FLAGS.workdir, FLAGS.size, FLAGS.threshold)
-  except (ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(json.dumps({name: {b: v['coverage'] for b, v in banks.items()}
                     for name, banks in record.items() if isinstance(banks, dict)
                     and name != 'definition'}, indent=1, ensure_ascii=False))

@@ -10,9 +10,10 @@ Sanity checks, per cell (an attack that fails them is broken, or the model masks
   PGD-20 and APGD are no weaker than FGSM at any ε (an excess of more than one image is listed);
   the accuracy at the largest ε, which reaches ≈ 0 for a model that does not mask gradients
   once ε is large.
-Verdicts use the rule of `verdicts.py` (the difference of the seed means against twice the
-pooled standard deviation over seeds). Under a transfer attack Chans is read on the images
-crafted on its seed's Full model and Full on the same images, i.e. white-box.
+Verdicts are read as the claims table reads a difference (`verdicts.py`, `significance.py`:
+Welch t at α = 0.05, the accuracy margin, 5 seeds an arm for the Fig. 6 claim, 3 for the
+masking reading). Under a transfer attack Chans is read on the images crafted on its seed's
+Full model and Full on the same images, i.e. white-box.
 """
 
 import os
@@ -20,7 +21,9 @@ import sys
 
 import numpy as np
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.study import records
+from spatialmix_jax.study import significance
 from spatialmix_jax.study import verdicts
 
 CELL_RECORD = 'strong_attacks.json'  # written by strong_attacks.py
@@ -105,45 +108,61 @@ def _per_seed(found, mode, attack, label):
           and label in r['attacks'][attack]['accuracy']}
 
 
-def claim(found, attack, label=None):
-  """verdicts.result of Chans above Full under `attack` at ε = `label` (1/255 default)."""
+def _not_measured(why):
+  return {'measured': why, 'verdict': 'not measured', 'rule': '—'}
+
+
+def _difference(higher, lower, min_seeds):
+  """(Reading, its description) of mean(higher) > mean(lower), read as the claims table reads
+  a difference (`significance.read`: Welch t, the accuracy margin, `min_seeds` per arm)."""
+  contrast = significance.welch(higher, lower)
+  reading = significance.read(contrast, 'difference', verdicts.ACCURACY_MARGIN, min_seeds)
+  return reading, verdicts.describe_reading(contrast, reading, 'attacked_accuracy',
+                                            'difference', verdicts.ACCURACY_MARGIN)
+
+
+def claim(found, attack, label=None, min_seeds=verdicts.HEADLINE_SEEDS):
+  """{measured, verdict, rule} of Chans above Full under `attack` at ε = `label` (1/255
+  default), with the claims table's test for Fig. 6's headline cells."""
   label = label or f'{verdicts.CLAIM_EPSILON:g}'
   full_attack = attack[len('transfer_'):] if attack.startswith('transfer_') else attack
   full = _per_seed(found, 'full', full_attack, label)
   chans = _per_seed(found, 'chans', attack, label)
   if not full or not chans:
-    return verdicts.not_measured(f'no {"Full" if not full else "Chans"} cell attacked so at '
-                                 f'ε = {label}/255')
-  delta, spread, verdict = verdicts.decide(list(chans.values()), list(full.values()))
-  interval = (f'; Δ ± 2s = [{100 * (delta - 2 * spread):+.1f}, {100 * (delta + 2 * spread):+.1f}]'
-              ' pp' if spread is not None else '')
-  spread_text = f', s {100 * spread:.1f} pp' if spread is not None else ''
-  return verdicts.result(
-      f'full {_fmt(list(full.values()))}, chans {_fmt(list(chans.values()))} (Δ '
-      f'{100 * delta:+.1f} pp{spread_text}{interval}; seeds {sorted(chans)})', verdict,
-      f'Chans above Full at ε = {label}/255; {verdicts.RULE}')
+    return _not_measured(f'no {"Full" if not full else "Chans"} cell attacked so at '
+                         f'ε = {label}/255')
+  reading, text = _difference(list(chans.values()), list(full.values()), min_seeds)
+  return {'measured': f'full {_fmt(list(full.values()))}, chans {_fmt(list(chans.values()))}; '
+                      f'{text}; seeds {sorted(chans)}',
+          'verdict': reading.verdict,
+          'rule': f'Chans above Full at ε = {label}/255; '
+                  + verdicts.test_name('difference', 'attacked_accuracy', min_seeds)}
 
 
-def masking(found, mode, attack, label=None):
-  """verdicts.result of the white-box attack beating the one crafted on Full for `mode` at ε =
-  `label`: the other way round is the mark of a masked gradient."""
+_MASKING = {'agrees': 'transfer stronger: a sign of gradient masking',
+            'disagrees': 'white-box stronger: no sign of masking',
+            'did not replicate': 'no difference beyond the margin: no sign of masking',
+            'inconclusive': 'inconclusive'}
+
+
+def masking(found, mode, attack, label=None, min_seeds=verdicts.SEEDS):
+  """{measured, verdict, rule} of the attack crafted on Full beating the white-box one for
+  `mode` at ε = `label`: a transfer attack stronger than white-box is the mark of a masked
+  gradient."""
   label = label or f'{verdicts.CLAIM_EPSILON:g}'
   white_box = _per_seed(found, mode, attack, label)
   transferred = _per_seed(found, mode, f'transfer_{attack}', label)
   seeds = sorted(set(white_box) & set(transferred))
   if not seeds:
-    return verdicts.not_measured(f'{mode} not attacked both ways at ε = {label}/255')
-  delta, spread, verdict = verdicts.decide([transferred[s] for s in seeds],
-                                           [white_box[s] for s in seeds])
-  readings = {'agrees': 'white-box stronger: no sign of masking',
-              'disagrees': 'transfer stronger: a sign of gradient masking',
-              'inconclusive': 'inconclusive'}
-  spread_text = f', s {100 * spread:.1f} pp' if spread is not None else ''
-  return verdicts.result(
-      f'white-box {_fmt([white_box[s] for s in seeds])}, transfer '
-      f'{_fmt([transferred[s] for s in seeds])} (Δ {100 * delta:+.1f} pp{spread_text}; seeds '
-      f'{seeds})', readings[verdict],
-      f'transfer accuracy above white-box accuracy on {mode}; {verdicts.RULE}')
+    return _not_measured(f'{mode} not attacked both ways at ε = {label}/255')
+  # Lower accuracy is the stronger attack: the masking reading is white-box above transfer.
+  reading, text = _difference([white_box[s] for s in seeds], [transferred[s] for s in seeds],
+                              min_seeds)
+  return {'measured': f'white-box {_fmt([white_box[s] for s in seeds])}, transfer '
+                      f'{_fmt([transferred[s] for s in seeds])}; {text}; seeds {seeds}',
+          'verdict': _MASKING[reading.verdict],
+          'rule': f'white-box accuracy above transfer accuracy on {mode}; '
+                  + verdicts.test_name('difference', 'attacked_accuracy', min_seeds)}
 
 
 def _table(found, attacks):
@@ -185,7 +204,7 @@ def write(workdir):
   """Writes GRID_DIR/strong_attacks.md; returns its path."""
   found = load(workdir)
   if not found:
-    raise ValueError(f'No cell under {workdir!r} has {CELL_RECORD} yet: run python '
+    raise errors.NoResultsError(f'No cell under {workdir!r} has {CELL_RECORD} yet: run python '
                      '-m spatialmix_jax.study.strong_attacks first.')
   attacks = _ordered({a for r in found.values() for a in r['attacks']})
   examples = sorted({r['num_examples'] for r in found.values()})
@@ -229,7 +248,7 @@ def main(argv):
   del argv
   try:
     print(f'Wrote {write(flags.FLAGS.workdir)}')
-  except ValueError as e:
+  except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 

@@ -29,6 +29,7 @@ import time
 
 from absl import logging
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.study import records
 from spatialmix_jax.study import strong_attack_report
 
@@ -51,21 +52,21 @@ class Request:
 
 
 def parse_request(attacks, transfer, epsilons, max_examples, apgd_steps, data_dir=None):
-  """A Request, or a one-line ValueError naming the flag and what would work."""
+  """A Request, or a one-line ConfigError naming the flag and what would work."""
   from spatialmix_jax.objectives import attacks as attacks_lib  # pylint: disable=g-import-not-at-top
   white_box = attacks_lib.parse_attacks(attacks)
   crafted = attacks_lib.parse_attacks(transfer)
   if not white_box and not crafted:
-    raise ValueError('--attacks and --transfer are both empty; give e.g. '
+    raise errors.ConfigError('--attacks and --transfer are both empty; give e.g. '
                      f'--attacks={DEFAULT_ATTACKS}.')
   attacks_lib.parse_epsilons(epsilons)
   if not (max_examples == -1 or max_examples >= 1):
-    raise ValueError(f'--max_examples must be >= 1, or -1 for the whole test split, got '
+    raise errors.ConfigError(f'--max_examples must be >= 1, or -1 for the whole test split, got '
                      f'{max_examples}.')
   if apgd_steps < 1:
-    raise ValueError(f'--apgd_steps must be >= 1, got {apgd_steps}.')
+    raise errors.ConfigError(f'--apgd_steps must be >= 1, got {apgd_steps}.')
   if data_dir and not os.path.isdir(data_dir):
-    raise ValueError(f'--data_dir {data_dir!r} is not a folder; give the TFDS data folder the '
+    raise errors.ConfigError(f'--data_dir {data_dir!r} is not a folder; give the TFDS data folder the '
                      'cells were trained on.')
   return Request(white_box, crafted, epsilons, max_examples, apgd_steps, data_dir or None)
 
@@ -79,7 +80,7 @@ def _peer_key(config):
 def find_cells(workdir):
   """{cell: its config.json} of every cell of `workdir` with a config.json and checkpoints/."""
   if not os.path.isdir(workdir):
-    raise ValueError(f'No grid in {workdir!r}: give the --workdir of a sweep '
+    raise errors.ConfigError(f'No grid in {workdir!r}: give the --workdir of a sweep '
                      '(python -m spatialmix_jax.study.sweep).')
   cells = {}
   for name in sorted(os.listdir(workdir)):
@@ -88,7 +89,7 @@ def find_cells(workdir):
     if config is not None and os.path.isdir(os.path.join(celldir, 'checkpoints')):
       cells[name] = config
   if not cells:
-    raise ValueError(f'No cell under {workdir!r} has both config.json and checkpoints/: the '
+    raise errors.ConfigError(f'No cell under {workdir!r} has both config.json and checkpoints/: the '
                      'attacks need a kept checkpoint (grids that delete theirs cannot be '
                      're-attacked).')
   return cells
@@ -96,11 +97,11 @@ def find_cells(workdir):
 
 def plan(cells, request, only=None):
   """[(source cell or None, [cells])]: cells that differ only in mode, the Full one the source
-  of the others' transfer attacks. Raises a one-line ValueError for a cell it cannot attack."""
+  of the others' transfer attacks. Raises a one-line ConfigError for a cell it cannot attack."""
   if only:
     unknown = sorted(set(only) - set(cells))
     if unknown:
-      raise ValueError(f'--cells {unknown} have no config.json and checkpoints/ here; cells '
+      raise errors.ConfigError(f'--cells {unknown} have no config.json and checkpoints/ here; cells '
                        f'that do: {sorted(cells)}.')
   groups = {}
   for name, config in cells.items():
@@ -115,7 +116,7 @@ def plan(cells, request, only=None):
     if request.transfer:
       orphans = [m for m in selected if cells[m].get('mode') != 'full' and source is None]
       if orphans:
-        raise ValueError(f'{orphans} have no Full cell with a checkpoint whose config differs '
+        raise errors.ConfigError(f'{orphans} have no Full cell with a checkpoint whose config differs '
                          'only in mode, to craft the --transfer attacks on; train it, or pass '
                          '--transfer= (empty).')
     planned.append((source, selected))
@@ -264,7 +265,7 @@ def main(argv):
     only = [c for c in FLAGS.cells.split(',') if c] if FLAGS.cells else None
     status = run(FLAGS.workdir, request, only, FLAGS.overwrite)
     report = strong_attack_report.write(FLAGS.workdir)
-  except (ValueError, PermissionError) as e:
+  except errors.UserError as e:
     print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
     sys.exit(2)
   print(json.dumps(status, indent=1))

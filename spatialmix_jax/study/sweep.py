@@ -22,9 +22,11 @@ import functools
 import itertools
 import json
 import os
-import sys
 
 from absl import logging
+
+from spatialmix_jax.infra.errors import ConfigError
+
 
 def set_field(config, dotted, value):
   """config.a.b = value for 'a.b', a one-line error naming the valid fields otherwise."""
@@ -32,12 +34,12 @@ def set_field(config, dotted, value):
   node = config
   for name in parents:
     if name not in node:
-      raise ValueError(f'Unknown config field {dotted!r} in a grid axis; valid top-level '
-                       f'fields: {sorted(config.keys())}.')
+      raise ConfigError(f'Unknown config field {dotted!r} in a grid axis; valid top-level '
+                        f'fields: {sorted(config.keys())}.')
     node = node[name]
   if leaf not in node:
-    raise ValueError(f'Unknown config field {dotted!r} in a grid axis; valid fields there: '
-                     f'{sorted(node.keys())}.')
+    raise ConfigError(f'Unknown config field {dotted!r} in a grid axis; valid fields there: '
+                      f'{sorted(node.keys())}.')
   node[leaf] = value
 
 
@@ -50,7 +52,7 @@ def _choice_name(overrides):
 def cells(grid):
   """[(cell name, config, merged overrides)] of the grid's Cartesian product, in order."""
   if not grid.get('axes'):
-    raise ValueError('A grid config needs `axes`: a list of lists of override dicts.')
+    raise ConfigError('A grid config needs `axes`: a list of lists of override dicts.')
   result = []
   for choice in itertools.product(*grid.axes):
     config = copy.deepcopy(grid.base)
@@ -65,8 +67,8 @@ def cells(grid):
     result.append((name, config, merged))
   names = [name for name, _, _ in result]
   if len(set(names)) != len(names):
-    raise ValueError(f'Grid {grid.name!r} gives two cells the same folder name; add _name '
-                     'entries to its axes.')
+    raise ConfigError(f'Grid {grid.name!r} gives two cells the same folder name; add _name '
+                      'entries to its axes.')
   return result
 
 
@@ -91,7 +93,7 @@ def run(grid, workdir, only=None):
     known = [name for name, _, _ in planned]
     unknown = [name for name in only if name not in known]
     if unknown:
-      raise ValueError(f'Unknown cell(s) {unknown}; this grid has {known}.')
+      raise ConfigError(f'Unknown cell(s) {unknown}; this grid has {known}.')
     planned = [cell for cell in planned if cell[0] in only]
   for _, config, _ in planned:  # every cell's config is checked before any cell runs
     experiment_lib.validate_config(config)
@@ -117,9 +119,12 @@ def run(grid, workdir, only=None):
 
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.config import cli  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  try:
+  # The project's own errors (a bad grid, a cell's config, an unwritable workdir) are one line;
+  # anything else keeps its traceback, whose last line names the cell's workdir and step.
+  with cli.user_errors_as_one_line():
     grid = FLAGS.config
     if FLAGS.dry_run:
       for name, _, overrides in cells(grid):
@@ -127,9 +132,6 @@ def main(argv):
       return
     only = [c for c in FLAGS.cells.split(',') if c] if FLAGS.cells else None
     status = run(grid, FLAGS.workdir, only)
-  except (ValueError, PermissionError, FloatingPointError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(json.dumps(status, indent=1))
 
 

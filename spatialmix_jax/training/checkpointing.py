@@ -17,13 +17,11 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from spatialmix_jax.infra import errors
 
-class ArchitectureMismatchError(ValueError):
-  pass
-
-
-class NoCheckpointError(ValueError):
-  pass
+# Raised here and by init_from.py; defined with the project's other user-facing errors.
+ArchitectureMismatchError = errors.ArchitectureMismatchError
+NoCheckpointError = errors.NoCheckpointError
 
 
 def _shape_table(tree):

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from spatialmix_jax.infra.errors import ConfigError
+
 SCHEDULES = ('warmup_cosine', 'onecycle', 'piecewise_onecycle', 'constant')
 OPTIMIZERS = ('adamw', 'sgd')
 
@@ -15,10 +17,10 @@ OPTIMIZERS = ('adamw', 'sgd')
 def validate(opt_config):
   """One-line errors for an unknown optimizer or schedule (value ranges: config_schema)."""
   if opt_config.name not in OPTIMIZERS:
-    raise ValueError(f'Unknown optimizer.name {opt_config.name!r}; choose one of {OPTIMIZERS}.')
+    raise ConfigError(f'Unknown optimizer.name {opt_config.name!r}; choose one of {OPTIMIZERS}.')
   if opt_config.schedule not in SCHEDULES:
-    raise ValueError(f'Unknown optimizer.schedule {opt_config.schedule!r}; choose one of '
-                     f'{SCHEDULES}.')
+    raise ConfigError(f'Unknown optimizer.schedule {opt_config.schedule!r}; choose one of '
+                      f'{SCHEDULES}.')
 
 
 def create_schedule(opt_config, total_steps, steps_per_epoch):
@@ -43,7 +45,7 @@ def create_schedule(opt_config, total_steps, steps_per_epoch):
     points = jnp.array([0.0, 0.4, 0.8, 1.0]) * total_steps
     values = jnp.array([0.0, peak, peak / 20, 0.0])
     return lambda step: jnp.interp(step + 1, points, values)
-  raise ValueError(f'Unknown optimizer.schedule {name!r}; choose one of {SCHEDULES}.')
+  raise ConfigError(f'Unknown optimizer.schedule {name!r}; choose one of {SCHEDULES}.')
 
 
 def _decay_mask(opt_config):
@@ -57,7 +59,7 @@ def create_optimizer(opt_config, schedule):
   """The optax chain applied to trainable weights."""
   name = opt_config.name
   if name not in OPTIMIZERS:
-    raise ValueError(f'Unknown optimizer.name {name!r}; choose one of {OPTIMIZERS}.')
+    raise ConfigError(f'Unknown optimizer.name {name!r}; choose one of {OPTIMIZERS}.')
   parts = []
   if opt_config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(opt_config.grad_clip_norm))

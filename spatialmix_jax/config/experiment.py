@@ -85,15 +85,6 @@ def _check_frozen(config, resolved):
   freezing.frozen_collections(config.mode, resolved.entry.collections, config.frozen_collections)
 
 
-def _check_attacks(config, resolved):
-  # attacks.py (owned elsewhere) raises plain ValueErrors; every one of its checks reads only
-  # config strings, so here each is the user's ConfigError.
-  try:
-    attacks.validate_config(config, resolved.task_class)
-  except ValueError as e:
-    raise errors.ConfigError(str(e)) from e
-
-
 def _check_ignored_model_fields(config, resolved):
   del resolved
   models.check_ignored_fields(config.model, config_schema.get_config().model)
@@ -114,7 +105,7 @@ CHECKS = (
     ('optimizer', lambda config, resolved: optimizers.validate(config.optimizer)),
     ('augmentation', lambda config, resolved: augment.validate(config.augment,
                                                                  resolved.task_class)),
-    ('attacks', _check_attacks),
+    ('attacks', lambda config, resolved: attacks.validate_config(config, resolved.task_class)),
     ('ignored model fields', _check_ignored_model_fields),
 )
 

@@ -28,6 +28,7 @@ import os
 import jax
 import jax.numpy as jnp
 
+from spatialmix_jax.infra import errors
 from spatialmix_jax.infra import plotting
 from spatialmix_jax.objectives import apgd as apgd_lib
 from spatialmix_jax.objectives import eval_loop
@@ -43,7 +44,7 @@ def parse_attacks(spec):
   names = tuple(n.strip() for n in spec.split(',') if n.strip())
   unknown = [n for n in names if n not in ATTACKS]
   if unknown:
-    raise ValueError(f'Unknown attack(s) {unknown} in eval.attacks; choose from {ATTACKS}.')
+    raise errors.ConfigError(f'Unknown attack(s) {unknown} in eval.attacks; choose from {ATTACKS}.')
   return names
 
 
@@ -52,10 +53,10 @@ def parse_epsilons(spec):
   try:
     labels = tuple(float(e) for e in str(spec).split(',') if e.strip())
   except ValueError:
-    raise ValueError(f'eval.epsilons must be comma-separated numbers (units of 1/255), '
-                     f'got {spec!r}.') from None
+    raise errors.ConfigError(f'eval.epsilons must be comma-separated numbers (units of '
+                             f'1/255), got {spec!r}.') from None
   if not labels:
-    raise ValueError('eval.epsilons is empty; give e.g. 0,0.5,1,2,4,8 (units of 1/255).')
+    raise errors.ConfigError('eval.epsilons is empty; give e.g. 0,0.5,1,2,4,8 (units of 1/255).')
   for label in labels:
     check_epsilon(label, 'eval.epsilons')
   return tuple((label, label / 255.0) for label in labels)
@@ -63,8 +64,8 @@ def parse_epsilons(spec):
 
 def check_epsilon(label, field):
   if not 0.0 <= label / 255.0 <= 1.0:
-    raise ValueError(f'{field} {label} (units of 1/255) is outside [0, 1] in pixel units; '
-                     'use a value in [0, 255].')
+    raise errors.ConfigError(f'{field} {label} (units of 1/255) is outside [0, 1] in pixel '
+                             'units; use a value in [0, 255].')
 
 
 def validate_config(config, task_class):
@@ -72,21 +73,23 @@ def validate_config(config, task_class):
   attacks = parse_attacks(config.eval.attacks)
   if attacks or config.adversarial_training.enabled:
     if not task_class.attacks:
-      raise ValueError(f'Task {config.task!r} allows no attacks and no adversarial training; '
-                       'clear eval.attacks / adversarial_training.enabled.')
+      raise errors.ConfigError(f'Task {config.task!r} allows no attacks and no adversarial '
+                               'training; clear eval.attacks / adversarial_training.enabled.')
   if config.eval.pgd_variant not in PGD_VARIANTS:
-    raise ValueError(f'Unknown eval.pgd_variant {config.eval.pgd_variant!r}; choose one of '
-                     f'{PGD_VARIANTS}.')
+    raise errors.ConfigError(f'Unknown eval.pgd_variant {config.eval.pgd_variant!r}; choose one '
+                             f'of {PGD_VARIANTS}.')
   if attacks:
     parse_epsilons(config.eval.epsilons)
   source = config.eval.transfer_from
   if source:
     if not attacks:
-      raise ValueError('eval.transfer_from is set but eval.attacks is empty; name the attacks '
-                       'to craft on the source model, e.g. --config.eval.attacks=pgd20,apgd.')
+      raise errors.ConfigError('eval.transfer_from is set but eval.attacks is empty; name the '
+                               'attacks to craft on the source model, e.g. '
+                               '--config.eval.attacks=pgd20,apgd.')
     if '://' not in source and not os.path.isfile(os.path.join(source, 'config.json')):
-      raise ValueError(f'eval.transfer_from {source!r} has no config.json; give the workdir of '
-                       'a trained run (the source model the attacks are crafted on).')
+      raise errors.ConfigError(f'eval.transfer_from {source!r} has no config.json; give the '
+                               'workdir of a trained run (the source model the attacks are '
+                               'crafted on).')
   if config.adversarial_training.enabled:
     check_epsilon(config.adversarial_training.epsilon, 'adversarial_training.epsilon')
 

@@ -63,7 +63,7 @@ def test_cells_get_white_box_and_transfer_results_next_to_their_records(grid):
   report = strong_attack_report.write(str(grid))
   with open(report) as f:
     text = f.read()
-  assert '| transfer FGSM (crafted on Full) | full 0.' in text
+  assert '| FGSM, white-box or crafted on Full (the lower) | full 0.' in text
   assert 'inconclusive' in text  # one seed: no spread to read a difference against
   assert '## Gradient masking' in text
 
@@ -127,16 +127,27 @@ def test_the_claim_and_the_masking_reading_follow_the_numbers():
     found[f'full.{seed}'] = _record('full', seed, 0.7, {'apgd': {'1': 0.30 + 0.01 * seed}})
     found[f'chans.{seed}'] = _record('chans', seed, 0.7, {
         'apgd': {'1': 0.40 + 0.01 * seed}, 'transfer_apgd': {'1': 0.20 + 0.01 * seed}})
-  assert strong_attack_report.claim(found, 'apgd')['verdict'] == 'agrees'
+  assert strong_attack_report.claim(found, ['apgd'])['verdict'] == 'agrees'
   # On images crafted on Full, Chans falls below Full's white-box accuracy: the claim fails
-  # there, and the transfer attack beating the white-box one reads as masking.
-  assert strong_attack_report.claim(found, 'transfer_apgd')['verdict'] == 'disagrees'
-  assert 'masking' in strong_attack_report.masking(found, 'chans', 'apgd')['verdict']
+  # once they count, and the transfer attack beating the white-box one reads as masking.
+  both = strong_attack_report.claim(found, ['apgd', 'transfer_apgd'])
+  assert both['verdict'] == 'disagrees'
+  assert 'full 0.3200 ± 0.0158, chans 0.2200 ± 0.0158' in both['measured']
   assert 'transfer stronger' in strong_attack_report.masking(found, 'chans', 'apgd')['verdict']
-  assert strong_attack_report.claim(found, 'apgd', '2')['verdict'] == 'not measured'
+  assert strong_attack_report.claim(found, ['apgd'], '2')['verdict'] == 'not measured'
   del found['full.4'], found['chans.4']
-  assert strong_attack_report.claim(found, 'apgd')['verdict'] == 'inconclusive'
-  assert 'n < 5' in strong_attack_report.claim(found, 'apgd')['measured']
+  assert strong_attack_report.claim(found, ['apgd'])['verdict'] == 'inconclusive'
+  assert 'n < 5' in strong_attack_report.claim(found, ['apgd'])['measured']
+  rows = dict(strong_attack_report.claims(['apgd', 'transfer_apgd']))
+  assert rows['every attack above (the lowest)'] == ['apgd', 'transfer_apgd']
+
+
+def test_white_box_stronger_than_transfer_reads_as_no_sign_of_masking():
+  found = {f'chans.{seed}': _record('chans', seed, 0.7, {
+      'apgd': {'1': 0.30 + 0.01 * seed}, 'transfer_apgd': {'1': 0.50 + 0.01 * seed}})
+           for seed in (0, 1)}
+  assert strong_attack_report.masking(found, 'chans', 'apgd')['verdict'] == (
+      'white-box stronger: no sign of masking')
 
 
 def test_sanity_checks_flag_a_rise_with_eps_and_an_attack_weaker_than_fgsm():

@@ -146,6 +146,7 @@ def _cifar_prepared(data_dir):
 
 def main(argv=None):
   args = parse_args(argv)
+  host_memory = harness.retain_freed_memory()  # as main.py does, before the backend starts
   cores = harness.pin_threads(args.threads)
   torch = None
   if not args.no_torch:
@@ -156,7 +157,7 @@ def main(argv=None):
           'jax': jax.__version__, 'torch': torch.__version__ if torch else None,
           'data': f'CIFAR-10 from {args.data_dir}' if real else 'TFDS mock CIFAR-10',
           'batch': BATCH, 'window': args.window, 'steps': args.steps,
-          'load_avg_start': os.getloadavg()}
+          'host_memory': host_memory, 'load_avg_start': os.getloadavg()}
   print(f'{meta["cpu_model"]}, {args.threads} threads, {meta["data"]}; load average '
         f'{meta["load_avg_start"][0]:.2f}' +
         (' -- MACHINE BUSY: timings not meaningful' if meta['load_avg_start'][0] > 0.5 * cores

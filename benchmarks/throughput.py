@@ -190,6 +190,7 @@ _TITLES = {'img_per_s': 'img/s', 'step_ms': 'step ms', 'ratio_vs_torch': 'x torc
 
 def main(argv=None):
   args = parse_args(argv)
+  host_memory = harness.retain_freed_memory()  # as main.py does, before the backend starts
   cores = harness.pin_threads(args.threads)
   backend = jax.default_backend()
   impls = _available_impls(backend, args.impls)
@@ -216,6 +217,7 @@ def main(argv=None):
   peak_gflops = {d: harness.matmul_gflops(args.matmul_size, jnp.dtype(d), 3 if args.quick else 10)
                  for d in args.dtype}
   header = _header(args, backend, torch, torch_device, peak_gflops, impls)
+  header['host_memory'] = host_memory
   load = header['load_avg_start'][0]
   print(f'{header["cpu_model"]}, {args.threads} threads, JAX {backend} '
         f'({header["jax_devices"]}), torch {header["torch"]} on {header["torch_device"]}; '

@@ -26,6 +26,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from spatialmix_jax.config import cli
+from spatialmix_jax.infra import host_memory
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -60,6 +61,8 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv):
+  # First, before the JAX backend starts (host_memory says why).
+  memory = host_memory.retain_freed_memory()
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}: every setting is a --flag or a --config.FIELD.')
   logging.get_absl_logger().addFilter(_QuietLibraries())
@@ -78,9 +81,9 @@ def main(argv):
   if wants_distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count(), jax.default_backend())
+  logging.info('JAX process %d of %d, %d local / %d global devices (%s); freed host memory '
+               'kept for reuse: %s.', jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count(), jax.default_backend(), memory)
 
   from spatialmix_jax.jobs import evaluation  # pylint: disable=g-import-not-at-top
   from spatialmix_jax.jobs import train  # pylint: disable=g-import-not-at-top

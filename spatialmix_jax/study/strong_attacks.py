@@ -30,6 +30,7 @@ import time
 from absl import logging
 
 from spatialmix_jax.infra import errors
+from spatialmix_jax.infra import host_memory
 from spatialmix_jax.study import records
 from spatialmix_jax.study import strong_attack_report
 
@@ -256,6 +257,7 @@ def run(workdir, request, only=None, overwrite=False):
 
 
 def main(argv):
+  host_memory.retain_freed_memory()  # before the JAX backend starts
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name

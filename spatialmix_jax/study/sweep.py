@@ -25,6 +25,7 @@ import os
 
 from absl import logging
 
+from spatialmix_jax.infra import host_memory
 from spatialmix_jax.infra.errors import ConfigError
 
 
@@ -118,6 +119,7 @@ def run(grid, workdir, only=None):
 
 
 def main(argv):
+  host_memory.retain_freed_memory()  # before the JAX backend starts
   from absl import flags  # pylint: disable=g-import-not-at-top
   from spatialmix_jax.config import cli  # pylint: disable=g-import-not-at-top
   del argv

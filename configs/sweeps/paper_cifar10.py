@@ -12,7 +12,7 @@ embedded digits for un-shuffling): one grid per figure, each one resumable sweep
   fig6_adversarial  Fig. 6: the same three modes trained on FGSM images (ε = 1/255), attacked
                     the same way.
   fig3_families     Fig. 3: the same ResNet in chans with "same", box and identity frozen
-                    filters × 2 seeds (random filters and the full model: fig6_modes).
+                    filters × 5 seeds (random filters and the full model: fig6_modes).
   fig4_width        Fig. 4: separable ResNet-8 (d = 9), width multiplier 1 / 2 / 4, full and
                     chans × 2 seeds, 2 epochs.
   fig10_kernel      Fig. 10: un-shuffling the digits with a ConvMixer (width 64, depth 4) of
@@ -135,7 +135,7 @@ def get_config(variant=''):
   if variant == 'fig3_families':
     return _grid.make_grid(variant, base, [
         [{'model.spatial_init': f} for f in ('same', 'box', 'identity')],
-        _grid.modes(('chans',)), _grid.seeds(2)])
+        _grid.modes(('chans',)), _grid.seeds(5)])
   base = _attacked(base)
   base.adversarial_training.enabled = variant == 'fig6_adversarial'
   base.adversarial_training.epsilon = 1.0

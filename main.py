@@ -9,10 +9,17 @@ which mixers the model learns (full, chans, space). Where the package is install
 this repository, `spatialmix-jax` (or `python -m spatialmix_jax.jobs.main`) is the same command.
 """
 
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # before any import starts a thread (host_memory says why)
+  host_memory.retain_freed_memory()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 
 from spatialmix_jax.config import cli
 from spatialmix_jax.jobs import main as command
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 command.define_flags()  # at import, as before: tests drive `main.main` with absl's app.run
 main = command.main

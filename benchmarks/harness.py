@@ -41,6 +41,17 @@ MODELS = {
         name='convmixer', width=256, depth=8, kernel_size=5, patch_size=2)),
     'sep_resnet20_d9': (resnet_cifar10, dict(
         name='sep_resnet_cifar', depth=20, kernel_size=3, depth_multiplier=9)),
+    # The study's own models: the Fig. 2/3/6 ResNet-8 and the paper's CIFAR ConvMixer at the
+    # depth its Fig. 5 grid trains.
+    'sep_resnet8_d9': (resnet_cifar10, dict(
+        name='sep_resnet_cifar', depth=8, kernel_size=3, depth_multiplier=9)),
+    'convmixer_128_8_k8_p1': (convmixer_cifar10, dict(
+        name='convmixer', width=128, depth=8, kernel_size=8, patch_size=1)),
+}
+# Models for smoke tests of the benchmark scripts: seconds, not minutes; never in a table.
+SMOKE_MODELS = {
+    'convmixer_16_1_k3_p4': (convmixer_cifar10, dict(
+        name='convmixer', width=16, depth=1, kernel_size=3, patch_size=4)),
 }
 DTYPES = ('float32', 'bfloat16')
 # Both frameworks: AdamW decaying every weight (torch.optim.AdamW over the parameters), a
@@ -66,7 +77,7 @@ def retain_freed_memory():
 
 
 def make_config(model, mode, impl, batch, dtype):
-  recipe, overrides = MODELS[model]
+  recipe, overrides = {**MODELS, **SMOKE_MODELS}[model]
   config = recipe.get_config()
   config.model.update(overrides)
   return benchmark_settings(config, mode, impl, batch, dtype)

@@ -3,7 +3,8 @@ step, logging, checkpoints) next to its PyTorch twin trained on in-memory tensor
 threads, same run.
 
   python benchmarks/loop.py --out benchmarks/results/loop_cpu.json \
-      --data_dir ../shared/tensorflow_datasets [--models ...] [--steps 40] [--window 10]
+      --data_dir ../shared/tensorflow_datasets [--models ...] [--steps 40] [--window 10] \
+      [--reps 3]
 
 For each model and mode, JAX trains `window + steps` steps of the benchmark config
 (`harness.make_config`: batch 128, AdamW at a constant rate) with flips only, float32, on
@@ -15,7 +16,9 @@ host work (`spatialmix_jax/training/progress.py`). The final evaluation is not t
 (`torch_models.py`) trains the same model on the same training images held in memory as one
 tensor (random flips included), `window` untimed steps and then `steps` timed ones.
 
-Columns: `x torch` = JAX img/s over PyTorch img/s; `in/cmp/host` = the JAX loop's time shares;
+Every row runs --reps times, the repetitions interleaved (all rows once, then again), and the
+table gives the median img/s with the min and max over them; the load average is recorded
+with each run. Columns: `x torch` = median JAX img/s over median PyTorch img/s; `in/cmp/host` = the JAX loop's time shares;
 `t/full` = step time relative to `full` for the same model and framework.
 """
 
@@ -23,6 +26,7 @@ import argparse
 import functools
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -42,10 +46,12 @@ from spatialmix_jax.jobs import train
 
 BATCH = 128
 _COLUMNS = (('model', 22, 's'), ('mode', 5, 's'), ('jax_img_per_s', 8, '.1f'),
-            ('torch_img_per_s', 8, '.1f'), ('ratio_vs_torch', 7, '.2f'),
+            ('jax_min', 7, '.1f'), ('jax_max', 7, '.1f'),
+            ('torch_img_per_s', 8, '.1f'), ('torch_min', 7, '.1f'), ('torch_max', 7, '.1f'), ('ratio_vs_torch', 7, '.2f'),
             ('input_pct', 5, '.0f'), ('compute_pct', 5, '.0f'), ('host_pct', 5, '.0f'),
             ('jax_time_vs_full', 6, '.2f'), ('torch_time_vs_full', 6, '.2f'))
-_TITLES = {'jax_img_per_s': 'JAX i/s', 'torch_img_per_s': 'torch i/s',
+_TITLES = {'jax_img_per_s': 'JAX i/s', 'jax_min': 'min', 'jax_max': 'max',
+           'torch_min': 'min', 'torch_max': 'max', 'torch_img_per_s': 'torch i/s',
            'ratio_vs_torch': 'x torch', 'input_pct': 'in%', 'compute_pct': 'cmp%',
            'host_pct': 'host%', 'jax_time_vs_full': 'J t/f', 'torch_time_vs_full': 'T t/f'}
 
@@ -107,6 +113,35 @@ def time_torch_loop(torch, config, images, labels, window, steps):
   return steps * BATCH / (time.perf_counter() - started)
 
 
+def _spread(values):
+  return {'min': min(values), 'median': statistics.median(values), 'max': max(values)}
+
+
+def summarise(runs, model, mode, records):
+  """The row of (model, mode): medians over its repetitions, with their min and max; time
+  relative to `full` from the medians of the same model's `full` row in `records`."""
+  mine = [r for r in runs if r['model'] == model and r['mode'] == mode]
+  record = {'model': model, 'mode': mode, 'reps': len(mine)}
+  for framework in ('jax', 'torch'):
+    values = [r[f'{framework}_img_per_s'] for r in mine if f'{framework}_img_per_s' in r]
+    if values:
+      spread = _spread(values)
+      record[f'{framework}_img_per_s'] = spread['median']
+      record[f'{framework}_min'], record[f'{framework}_max'] = spread['min'], spread['max']
+  seconds = sum(r['jax']['seconds'] for r in mine)
+  for part in ('input', 'compute', 'host'):
+    record[f'{part}_pct'] = 100 * sum(r['jax'][f'{part}_seconds'] for r in mine) / seconds
+  record['ratio_vs_torch'] = harness.ratio(record['jax_img_per_s'],
+                                           record.get('torch_img_per_s'))
+  full = next((r for r in records if r['model'] == model and r['mode'] == 'full'), None)
+  for framework in ('jax', 'torch'):
+    key = f'{framework}_img_per_s'
+    record[f'{framework}_time_vs_full'] = harness.ratio(full and full.get(key),
+                                                        record.get(key))
+  record['load_avg'] = _spread([r['load_avg'] for r in mine])
+  return record
+
+
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,11 +149,14 @@ def parse_args(argv=None):
   parser.add_argument('--data_dir', default=None,
                       help='folder with TFDS cifar10 prepared; mock data when it has none')
   parser.add_argument('--models', default=','.join(harness.MODELS),
-                      help=f'comma-separated from {tuple(harness.MODELS)}')
+                      help=f'comma-separated from {tuple(harness.MODELS)} (or '
+                      f'{tuple(harness.SMOKE_MODELS)} for a smoke run)')
   parser.add_argument('--modes', default=','.join(freezing.MODES))
   parser.add_argument('--window', type=int, default=10,
                       help='steps of the first (untimed) logging window')
   parser.add_argument('--steps', type=int, default=40, help='timed steps')
+  parser.add_argument('--reps', type=int, default=3,
+                      help='repetitions of every row, interleaved; the table gives medians')
   parser.add_argument('--eval_examples', type=int, default=256,
                       help='test images of the (untimed) final evaluation')
   parser.add_argument('--threads', type=int, default=2)
@@ -126,13 +164,14 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   args.models = [m for m in args.models.split(',') if m]
   args.modes = [m for m in args.modes.split(',') if m]
-  for label, values, choices in (('--models', args.models, harness.MODELS),
+  for label, values, choices in (('--models', args.models,
+                                  {**harness.MODELS, **harness.SMOKE_MODELS}),
                                  ('--modes', args.modes, freezing.MODES)):
     bad = [v for v in values if v not in choices]
     if bad or not values:
       parser.error(f'{label}: unknown {bad or values}; choose from {tuple(choices)}')
-  if args.window < 1 or args.steps < 1 or args.eval_examples < 1:
-    parser.error('--window, --steps and --eval_examples must be >= 1')
+  if min(args.window, args.steps, args.eval_examples, args.reps) < 1:
+    parser.error('--window, --steps, --eval_examples and --reps must be >= 1')
   return args
 
 
@@ -156,7 +195,7 @@ def main(argv=None):
   meta = {'cpu_model': harness.cpu_model(), 'cpu_count': cores, 'threads': args.threads,
           'jax': jax.__version__, 'torch': torch.__version__ if torch else None,
           'data': f'CIFAR-10 from {args.data_dir}' if real else 'TFDS mock CIFAR-10',
-          'batch': BATCH, 'window': args.window, 'steps': args.steps,
+          'batch': BATCH, 'window': args.window, 'steps': args.steps, 'reps': args.reps,
           'host_memory': host_memory, 'load_avg_start': os.getloadavg()}
   print(f'{meta["cpu_model"]}, {args.threads} threads, {meta["data"]}; load average '
         f'{meta["load_avg_start"][0]:.2f}' +
@@ -168,37 +207,38 @@ def main(argv=None):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     mock = tfds.testing.mock_data(num_examples=BATCH * (args.window + args.steps + 2))
     mock.__enter__()
-  records = []
+  runs = []
   images = labels = None
+  # Repetitions interleave every row, so a slow minute of the machine hits all of them.
+  for rep in range(args.reps):
+    for model in args.models:
+      for mode in args.modes:
+        config = loop_config(model, mode, args.data_dir if real else None, args.window,
+                             args.steps)
+        timing = time_jax_loop(config, args.eval_examples)
+        run = {'rep': rep, 'model': model, 'mode': mode, 'jax': timing,
+               'jax_img_per_s': timing['images_per_sec'], 'load_avg': os.getloadavg()[0]}
+        if torch is not None:
+          if images is None:
+            images, labels = training_images(config, BATCH * (args.window + args.steps + 1))
+          run['torch_img_per_s'] = time_torch_loop(torch, config, images, labels,
+                                                   args.window, args.steps)
+        runs.append(run)
+        print(f'rep {rep}: ' + harness.format_row(summarise([run], model, mode, []), _COLUMNS),
+              flush=True)
+  records = []
   for model in args.models:
     for mode in args.modes:
-      config = loop_config(model, mode, args.data_dir if real else None, args.window,
-                           args.steps)
-      timing = time_jax_loop(config, args.eval_examples)
-      record = {'model': model, 'mode': mode, 'jax': timing,
-                'jax_img_per_s': timing['images_per_sec']}
-      for part in ('input', 'compute', 'host'):
-        record[f'{part}_pct'] = 100 * timing[f'{part}_seconds'] / timing['seconds']
-      if torch is not None:
-        if images is None:
-          images, labels = training_images(config, BATCH * (args.window + args.steps + 1))
-        record['torch_img_per_s'] = time_torch_loop(torch, config, images, labels,
-                                                    args.window, args.steps)
-        record['ratio_vs_torch'] = harness.ratio(record['jax_img_per_s'],
-                                                 record['torch_img_per_s'])
-      full = next((r for r in records if r['model'] == model and r['mode'] == 'full'), None)
-      for framework in ('jax', 'torch'):
-        key = f'{framework}_img_per_s'
-        record[f'{framework}_time_vs_full'] = harness.ratio(
-            full and full.get(key), record.get(key))
-      records.append(record)
-      print(harness.format_row(record, _COLUMNS), flush=True)
+      records.append(summarise(runs, model, mode, records))
+  print(harness.format_row({}, _COLUMNS, _TITLES))
+  for record in records:
+    print(harness.format_row(record, _COLUMNS), flush=True)
   if mock is not None:
     mock.__exit__(None, None, None)
   meta['load_avg_end'] = os.getloadavg()
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
-    json.dump({'meta': meta, 'records': records}, f, indent=1)
+    json.dump({'meta': meta, 'records': records, 'runs': runs}, f, indent=1)
   print(f'load average at end {meta["load_avg_end"][0]:.2f}; wrote {len(records)} rows to '
         f'{args.out}')
 

@@ -9,9 +9,10 @@ train step on a 2-core machine (`benchmarks/results/end_to_end_cpu.md` has the m
 One arena, no mmap'd chunks and no trimming make every step after the first reuse the pages
 of the one before: no faults, the memory high-water mark stays what the step needs.
 
-It is process-wide and must run before the JAX backend starts: threads that already have an
-arena of their own keep it. So the entry points call it first, and only for a CPU run (no
-TPU or GPU plugin installed, or JAX_PLATFORMS=cpu): on an accelerator host the step's buffers
+It is process-wide and must run before a second thread allocates: glibc fixes its arena limit
+then, and threads keep the arena they got. So each entry point calls it before its imports,
+when it runs as a program, and it acts only for a CPU run (no TPU or GPU plugin installed, or
+JAX_PLATFORMS=cpu): on an accelerator host the step's buffers
 live on the device, and a single arena would serialise the input pipeline's threads.
 SPATIALMIX_RETAIN_HOST_MEMORY=0 turns it off, =1 forces it on.
 """
@@ -28,6 +29,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 SETTINGS = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+_applied = None  # what the first call did; later calls report it
 
 
 def _accelerator_plugin_installed():
@@ -48,8 +50,16 @@ def wanted():
 
 
 def retain_freed_memory():
-  """Applies the malloc settings where they help; returns what it did, for logs and benchmark
-  headers: 'retained', 'off' (not wanted here) or 'unsupported' (not glibc)."""
+  """Applies the malloc settings where they help, once per process; returns what it did, for
+  logs and benchmark headers: 'retained', 'off' (not wanted here) or 'unsupported' (not
+  glibc)."""
+  global _applied
+  if _applied is None:
+    _applied = _apply()
+  return _applied
+
+
+def _apply():
   if not wanted():
     return 'off'
   if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':

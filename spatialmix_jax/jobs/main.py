@@ -15,6 +15,11 @@ library's failure and keeps its traceback, whose last line names the workdir and
 import logging as std_logging
 import os
 
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # a program of its own: before any import starts a thread
+  host_memory.retain_freed_memory()
+
 # TensorFlow only feeds data; its C++ start-up notes (oneDNN, CPU features) are not the user's
 # business. Set before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
@@ -26,7 +31,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from spatialmix_jax.config import cli
-from spatialmix_jax.infra import host_memory
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -61,8 +65,7 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv):
-  # First, before the JAX backend starts (host_memory says why).
-  memory = host_memory.retain_freed_memory()
+  memory = host_memory.retain_freed_memory()  # a no-op where the entry point already did
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}: every setting is a --flag or a --config.FIELD.')
   logging.get_absl_logger().addFilter(_QuietLibraries())
@@ -96,6 +99,7 @@ def main(argv):
 
 def run():
   """The console script `spatialmix-jax`."""
+  host_memory.retain_freed_memory()  # before the config file's imports start threads
   define_flags()
   app.run(main, flags_parser=cli.parse_flags)
 

@@ -21,6 +21,11 @@ images is skipped; otherwise the new results are merged into it, so an expensive
 run at a few ε and a cheap one at many, by two commands.
 """
 
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # a program of its own: before any import starts a thread
+  host_memory.retain_freed_memory()
+
 import dataclasses
 import json
 import os
@@ -30,7 +35,6 @@ import time
 from absl import logging
 
 from spatialmix_jax.infra import errors
-from spatialmix_jax.infra import host_memory
 from spatialmix_jax.study import records
 from spatialmix_jax.study import strong_attack_report
 
@@ -257,7 +261,6 @@ def run(workdir, request, only=None, overwrite=False):
 
 
 def main(argv):
-  host_memory.retain_freed_memory()  # before the JAX backend starts
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name

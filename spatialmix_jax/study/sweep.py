@@ -17,6 +17,11 @@ results.json (and eval.json when attacked) is skipped, and an interrupted cell r
 its checkpoint, so rerunning the same command finishes the grid.
 """
 
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # a program of its own: before any import starts a thread
+  host_memory.retain_freed_memory()
+
 import copy
 import functools
 import itertools
@@ -25,7 +30,6 @@ import os
 
 from absl import logging
 
-from spatialmix_jax.infra import host_memory
 from spatialmix_jax.infra.errors import ConfigError
 
 
@@ -119,7 +123,6 @@ def run(grid, workdir, only=None):
 
 
 def main(argv):
-  host_memory.retain_freed_memory()  # before the JAX backend starts
   from absl import flags  # pylint: disable=g-import-not-at-top
   from spatialmix_jax.config import cli  # pylint: disable=g-import-not-at-top
   del argv

@@ -32,8 +32,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # as main.py does: before any import starts a thread
+  host_memory.retain_freed_memory()
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from benchmarks import harness
 import jax
 import numpy as np
@@ -185,7 +189,7 @@ def _cifar_prepared(data_dir):
 
 def main(argv=None):
   args = parse_args(argv)
-  host_memory = harness.retain_freed_memory()  # as main.py does, before the backend starts
+  memory = harness.retain_freed_memory()  # what the program start did (or does now)
   cores = harness.pin_threads(args.threads)
   torch = None
   if not args.no_torch:
@@ -196,7 +200,7 @@ def main(argv=None):
           'jax': jax.__version__, 'torch': torch.__version__ if torch else None,
           'data': f'CIFAR-10 from {args.data_dir}' if real else 'TFDS mock CIFAR-10',
           'batch': BATCH, 'window': args.window, 'steps': args.steps, 'reps': args.reps,
-          'host_memory': host_memory, 'load_avg_start': os.getloadavg()}
+          'host_memory': memory, 'load_avg_start': os.getloadavg()}
   print(f'{meta["cpu_model"]}, {args.threads} threads, {meta["data"]}; load average '
         f'{meta["load_avg_start"][0]:.2f}' +
         (' -- MACHINE BUSY: timings not meaningful' if meta['load_avg_start'][0] > 0.5 * cores

@@ -31,6 +31,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # as main.py does: before any import starts a thread
+  host_memory.retain_freed_memory()
 from benchmarks import harness
 import jax
 

@@ -32,6 +32,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from spatialmix_jax.infra import host_memory
+
+if __name__ == '__main__':  # as main.py does: before any import starts a thread
+  host_memory.retain_freed_memory()
 from benchmarks import harness
 from benchmarks import flop_model
 import jax
@@ -190,7 +194,7 @@ _TITLES = {'img_per_s': 'img/s', 'step_ms': 'step ms', 'ratio_vs_torch': 'x torc
 
 def main(argv=None):
   args = parse_args(argv)
-  host_memory = harness.retain_freed_memory()  # as main.py does, before the backend starts
+  memory = harness.retain_freed_memory()  # what the program start did (or does now)
   cores = harness.pin_threads(args.threads)
   backend = jax.default_backend()
   impls = _available_impls(backend, args.impls)
@@ -217,7 +221,7 @@ def main(argv=None):
   peak_gflops = {d: harness.matmul_gflops(args.matmul_size, jnp.dtype(d), 3 if args.quick else 10)
                  for d in args.dtype}
   header = _header(args, backend, torch, torch_device, peak_gflops, impls)
-  header['host_memory'] = host_memory
+  header['host_memory'] = memory
   load = header['load_avg_start'][0]
   print(f'{header["cpu_model"]}, {args.threads} threads, JAX {backend} '
         f'({header["jax_devices"]}), torch {header["torch"]} on {header["torch_device"]}; '

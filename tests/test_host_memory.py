@@ -79,6 +79,9 @@ def test_wanted_follows_the_switch_then_the_platform(monkeypatch):
   assert not host_memory.wanted()
 
 
-def test_off_applies_nothing(monkeypatch):
+def test_off_applies_nothing_and_the_first_call_decides(monkeypatch):
+  monkeypatch.setattr(host_memory, '_applied', None)  # as in a new process
   monkeypatch.setenv(host_memory.ENV, '0')
   assert host_memory.retain_freed_memory() == 'off'
+  monkeypatch.setenv(host_memory.ENV, '1')
+  assert host_memory.retain_freed_memory() == 'off'  # settings are made once, at the start

@@ -22,13 +22,14 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 PEER_SCRIPT = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'tools',
                            'peer_convmixer_cifar.py')
 MODES = ('full', 'chans', 'space')
@@ -119,18 +120,13 @@ def _line(run):
           f'(load {run["load_before"]:.2f} -> {run["load_after"]:.2f}, {run["wall_s"]} s)')
 
 
-def _stats(values):
-  return {'min': min(values), 'median': statistics.median(values), 'max': max(values),
-          'n': len(values)}
-
-
 def summarise(runs, modes):
   rows = []
   for mode in modes:
     row = {'mode': mode}
     for who in ('project', 'peer', 'peer_same_malloc'):
       values = [r['img_per_s'] for r in runs if r['mode'] == mode and r['who'] == who]
-      row[who] = _stats(values) if values else None
+      row[who] = harness.spread(values) if values else None
     row['ratio'] = row['project']['median'] / row['peer']['median']
     row['ratio_same_malloc'] = row['project']['median'] / row['peer_same_malloc']['median']
     rows.append(row)
@@ -194,8 +190,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
-  sys.path.insert(0, REPO_ROOT)
-  from benchmarks import harness  # pylint: disable=g-import-not-at-top
   args.peer_data = cifar_arrays(args.data_dir, args.peer_data)
   header = {'cpu_model': harness.cpu_model(), 'cpu_count': os.cpu_count(),
             'threads': args.threads, 'reps': args.reps, 'steps': args.steps,

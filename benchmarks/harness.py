@@ -25,7 +25,6 @@ from configs import convmixer_cifar10
 from configs import resnet_cifar10
 from spatialmix_jax.data import datasets
 from spatialmix_jax.config import experiment as experiment_lib
-from spatialmix_jax.infra import host_memory
 from spatialmix_jax.infra import sharding
 from spatialmix_jax.training import train_state
 from spatialmix_jax.training import train_step
@@ -68,12 +67,6 @@ def pin_threads(threads):
   if threads < len(cores):
     os.sched_setaffinity(0, cores[:threads])
   return len(cores)
-
-
-def retain_freed_memory():
-  """What the project's entry points do first (`spatialmix_jax/infra/host_memory.py`), so a
-  benchmark times the step the way `python main.py` runs it; returns what it did."""
-  return host_memory.retain_freed_memory()
 
 
 def make_config(model, mode, impl, batch, dtype):
@@ -149,6 +142,12 @@ def xla_flops(compiled):
     cost = cost[0] if cost else {}
   flops = (cost or {}).get('flops')
   return float(flops) if flops is not None and flops >= 0 else None
+
+
+def spread(values):
+  """min / median / max (and how many) of repeated measurements."""
+  return {'min': min(values), 'median': statistics.median(values), 'max': max(values),
+          'n': len(values)}
 
 
 def median_ms(run, steps, warmup, sync):

@@ -26,7 +26,6 @@ import argparse
 import functools
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -117,10 +116,6 @@ def time_torch_loop(torch, config, images, labels, window, steps):
   return steps * BATCH / (time.perf_counter() - started)
 
 
-def _spread(values):
-  return {'min': min(values), 'median': statistics.median(values), 'max': max(values)}
-
-
 def summarise(runs, model, mode, records):
   """The row of (model, mode): medians over its repetitions, with their min and max; time
   relative to `full` from the medians of the same model's `full` row in `records`."""
@@ -129,7 +124,7 @@ def summarise(runs, model, mode, records):
   for framework in ('jax', 'torch'):
     values = [r[f'{framework}_img_per_s'] for r in mine if f'{framework}_img_per_s' in r]
     if values:
-      spread = _spread(values)
+      spread = harness.spread(values)
       record[f'{framework}_img_per_s'] = spread['median']
       record[f'{framework}_min'], record[f'{framework}_max'] = spread['min'], spread['max']
   seconds = sum(r['jax']['seconds'] for r in mine)
@@ -142,7 +137,7 @@ def summarise(runs, model, mode, records):
     key = f'{framework}_img_per_s'
     record[f'{framework}_time_vs_full'] = harness.ratio(full and full.get(key),
                                                         record.get(key))
-  record['load_avg'] = _spread([r['load_avg'] for r in mine])
+  record['load_avg'] = harness.spread([r['load_avg'] for r in mine])
   return record
 
 
@@ -189,7 +184,7 @@ def _cifar_prepared(data_dir):
 
 def main(argv=None):
   args = parse_args(argv)
-  memory = harness.retain_freed_memory()  # what the program start did (or does now)
+  memory = host_memory.retain_freed_memory()  # what the program start did (or does now)
   cores = harness.pin_threads(args.threads)
   torch = None
   if not args.no_torch:

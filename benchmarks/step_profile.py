@@ -27,7 +27,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -132,13 +131,7 @@ def account(model, mode, batch, steps):
     holder['state'], metrics = compiled(holder['state'], device_batch)
     return metrics
 
-  for _ in range(3):
-    jax.block_until_ready(run())
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    jax.block_until_ready(run())
-    times.append((time.perf_counter() - start) * 1e3)
+  step_ms, times = harness.median_ms(run, steps, 3, jax.block_until_ready)
   table = instructions(compiled.as_text())
   groups = collections.defaultdict(lambda: {'ms': 0.0, 'instructions': 0})
   for name, (total_us, _) in profile(compiled, run, steps).items():
@@ -148,7 +141,7 @@ def account(model, mode, batch, steps):
     groups[group]['ms'] += total_us / steps / 1e3
     groups[group]['instructions'] += 1
   return {'model': model, 'mode': mode, 'batch': batch,
-          'step_ms_median': sorted(times)[len(times) // 2], 'step_ms': times,
+          'step_ms_median': step_ms, 'step_ms': times,
           'groups': dict(sorted(groups.items(), key=lambda kv: -kv[1]['ms']))}
 
 
@@ -189,7 +182,7 @@ def main(argv=None):
   if args.batch < 1 or args.steps < 1:
     parser.error('--batch and --steps must be >= 1')
   header = {'cpu_model': harness.cpu_model(), 'cpu_count': os.cpu_count(),
-            'host_memory': harness.retain_freed_memory(), 'jax': jax.__version__,
+            'host_memory': host_memory.retain_freed_memory(), 'jax': jax.__version__,
             'load_avg_start': os.getloadavg()}
   records = []
   for model in models:

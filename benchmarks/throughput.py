@@ -194,7 +194,7 @@ _TITLES = {'img_per_s': 'img/s', 'step_ms': 'step ms', 'ratio_vs_torch': 'x torc
 
 def main(argv=None):
   args = parse_args(argv)
-  memory = harness.retain_freed_memory()  # what the program start did (or does now)
+  memory = host_memory.retain_freed_memory()  # what the program start did (or does now)
   cores = harness.pin_threads(args.threads)
   backend = jax.default_backend()
   impls = _available_impls(backend, args.impls)

@@ -33,9 +33,10 @@ from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-impo
 PEER_SCRIPT = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'tools',
                            'peer_convmixer_cifar.py')
 MODES = ('full', 'chans', 'space')
-# host_memory.SETTINGS as glibc tunables, for a process the project does not start itself.
+# host_memory.SETTINGS as glibc tunables, for a process the project does not start itself (a
+# tunable takes no -1: trimming is turned off by the largest threshold it accepts).
 SAME_MALLOC = ('glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:'
-               'glibc.malloc.trim_threshold=2147483647')
+               'glibc.malloc.trim_threshold=18446744073709551615')
 MODEL_FLAGS = ('--config.dtype=float32', '--config.model.width=128', '--config.model.depth=4',
                '--config.model.kernel_size=5', '--config.model.patch_size=2',
                '--config.batch_size=128', '--config.augment.randaugment_num_ops=0',

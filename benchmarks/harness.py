@@ -195,10 +195,11 @@ def xla_memory_bytes(compiled):
   return int(total) if total > 0 else None
 
 
-def torch_step(torch, config, device):
+def torch_step(torch, config, device, compiled=False):
   """(step(x, y) -> loss, to_device(batch_np) -> (x, y)) of the PyTorch twin of `config`:
   AdamW over the trainable parameters, frozen collections requires_grad=False, channels_last,
-  bf16 autocast when config.dtype is bfloat16."""
+  bf16 autocast when config.dtype is bfloat16. `compiled`: the model under `torch.compile`
+  (inductor, forward and backward; the optimizer stays eager), compiled by its first steps."""
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
   from benchmarks import torch_models  # pylint: disable=g-import-not-at-top
   spec = datasets.get_spec(config.dataset)
@@ -208,6 +209,13 @@ def torch_step(torch, config, device):
       mean=spec.mean, std=spec.std)
   model = model.to(device, memory_format=torch.channels_last).train()
   torch_models.freeze(model, config.mode)
+  if compiled:
+    # Every model and mode a benchmark builds compiles the same forward code once more; the
+    # default limit would silently fall back to eager after 8 of them.
+    torch._dynamo.config.cache_size_limit = 256  # pylint: disable=protected-access
+    forward = torch.compile(model)
+  else:
+    forward = model
   opt_config = config.optimizer
   optimizer = torch.optim.AdamW(
       [p for p in model.parameters() if p.requires_grad], lr=opt_config.learning_rate,
@@ -218,7 +226,7 @@ def torch_step(torch, config, device):
   def step(x, y):
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-      loss = F.cross_entropy(model(x), y)
+      loss = F.cross_entropy(forward(x), y)
     loss.backward()
     optimizer.step()
     return loss

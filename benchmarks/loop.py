@@ -14,12 +14,15 @@ there. Its rate is results.json's `train_timing`: the steps after the first logg
 host work (`spatialmix_jax/training/progress.py`). The final evaluation is not timed; it reads only
 --eval_examples test images, to keep the benchmark short. The PyTorch twin
 (`torch_models.py`) trains the same model on the same training images held in memory as one
-tensor (random flips included), `window` untimed steps and then `steps` timed ones.
+tensor (random flips included), `window` untimed steps and then `steps` timed ones; with
+--torch-compile, the same twin under `torch.compile` (inductor) too, compiled in its untimed
+window (the first rep's compile is kept for the later ones).
 
 Every row runs --reps times, the repetitions interleaved (all rows once, then again), and the
 table gives the median img/s with the min and max over them; the load average is recorded
 with each run. Columns: `x torch` = median JAX img/s over median PyTorch img/s; `in/cmp/host` = the JAX loop's time shares;
-`t/full` = step time relative to `full` for the same model and framework.
+`x comp` = the same over the compiled twin's; `t/full` = step time relative to `full` for the
+same model and framework.
 """
 
 import argparse
@@ -51,12 +54,16 @@ BATCH = 128
 _COLUMNS = (('model', 22, 's'), ('mode', 5, 's'), ('jax_img_per_s', 8, '.1f'),
             ('jax_min', 7, '.1f'), ('jax_max', 7, '.1f'),
             ('torch_img_per_s', 8, '.1f'), ('torch_min', 7, '.1f'), ('torch_max', 7, '.1f'), ('ratio_vs_torch', 7, '.2f'),
+            ('torchc_img_per_s', 8, '.1f'), ('ratio_vs_compiled', 6, '.2f'),
             ('input_pct', 5, '.0f'), ('compute_pct', 5, '.0f'), ('host_pct', 5, '.0f'),
-            ('jax_time_vs_full', 6, '.2f'), ('torch_time_vs_full', 6, '.2f'))
+            ('jax_time_vs_full', 6, '.2f'), ('torch_time_vs_full', 6, '.2f'),
+            ('torchc_time_vs_full', 6, '.2f'))
 _TITLES = {'jax_img_per_s': 'JAX i/s', 'jax_min': 'min', 'jax_max': 'max',
            'torch_min': 'min', 'torch_max': 'max', 'torch_img_per_s': 'torch i/s',
-           'ratio_vs_torch': 'x torch', 'input_pct': 'in%', 'compute_pct': 'cmp%',
-           'host_pct': 'host%', 'jax_time_vs_full': 'J t/f', 'torch_time_vs_full': 'T t/f'}
+           'ratio_vs_torch': 'x torch', 'torchc_img_per_s': 'comp i/s',
+           'ratio_vs_compiled': 'x comp', 'input_pct': 'in%', 'compute_pct': 'cmp%',
+           'host_pct': 'host%', 'jax_time_vs_full': 'J t/f', 'torch_time_vs_full': 'T t/f',
+           'torchc_time_vs_full': 'C t/f'}
 
 
 def loop_config(model, mode, data_dir, window, steps):
@@ -92,9 +99,11 @@ def training_images(config, limit):
           np.array([e['label'] for e in examples], np.int64))
 
 
-def time_torch_loop(torch, config, images, labels, window, steps):
-  """img/s of the PyTorch twin over `steps` steps after `window`, reading in-memory tensors."""
-  step, _ = harness.torch_step(torch, config, torch.device('cpu'))
+def time_torch_loop(torch, config, images, labels, window, steps, step=None):
+  """img/s of the PyTorch twin over `steps` steps after `window`, reading in-memory tensors;
+  `step`: a twin's step built earlier (`harness.torch_step`), else a new eager one."""
+  if step is None:
+    step, _ = harness.torch_step(torch, config, torch.device('cpu'))
   data = torch.from_numpy(images).permute(0, 3, 1, 2)  # uint8 NCHW view
   targets = torch.from_numpy(labels)
   generator = torch.Generator().manual_seed(0)
@@ -121,7 +130,7 @@ def summarise(runs, model, mode, records):
   relative to `full` from the medians of the same model's `full` row in `records`."""
   mine = [r for r in runs if r['model'] == model and r['mode'] == mode]
   record = {'model': model, 'mode': mode, 'reps': len(mine)}
-  for framework in ('jax', 'torch'):
+  for framework in ('jax', 'torch', 'torchc'):
     values = [r[f'{framework}_img_per_s'] for r in mine if f'{framework}_img_per_s' in r]
     if values:
       spread = harness.spread(values)
@@ -132,8 +141,10 @@ def summarise(runs, model, mode, records):
     record[f'{part}_pct'] = 100 * sum(r['jax'][f'{part}_seconds'] for r in mine) / seconds
   record['ratio_vs_torch'] = harness.ratio(record['jax_img_per_s'],
                                            record.get('torch_img_per_s'))
+  record['ratio_vs_compiled'] = harness.ratio(record['jax_img_per_s'],
+                                              record.get('torchc_img_per_s'))
   full = next((r for r in records if r['model'] == model and r['mode'] == 'full'), None)
-  for framework in ('jax', 'torch'):
+  for framework in ('jax', 'torch', 'torchc'):
     key = f'{framework}_img_per_s'
     record[f'{framework}_time_vs_full'] = harness.ratio(full and full.get(key),
                                                         record.get(key))
@@ -160,6 +171,8 @@ def parse_args(argv=None):
                       help='test images of the (untimed) final evaluation')
   parser.add_argument('--threads', type=int, default=2)
   parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch rows')
+  parser.add_argument('--torch-compile', action='store_true',
+                      help='also time the PyTorch twin under torch.compile')
   args = parser.parse_args(argv)
   args.models = [m for m in args.models.split(',') if m]
   args.modes = [m for m in args.modes.split(',') if m]
@@ -169,6 +182,8 @@ def parse_args(argv=None):
     bad = [v for v in values if v not in choices]
     if bad or not values:
       parser.error(f'{label}: unknown {bad or values}; choose from {tuple(choices)}')
+  if args.torch_compile and args.no_torch:
+    parser.error('--torch-compile times a PyTorch twin: drop --no-torch')
   if min(args.window, args.steps, args.eval_examples, args.reps) < 1:
     parser.error('--window, --steps, --eval_examples and --reps must be >= 1')
   return args
@@ -194,7 +209,7 @@ def main(argv=None):
   meta = {'cpu_model': harness.cpu_model(), 'cpu_count': cores, 'threads': args.threads,
           'jax': jax.__version__, 'torch': torch.__version__ if torch else None,
           'data': f'CIFAR-10 from {args.data_dir}' if real else 'TFDS mock CIFAR-10',
-          'batch': BATCH, 'window': args.window, 'steps': args.steps, 'reps': args.reps,
+          'torch_compile': args.torch_compile, 'batch': BATCH, 'window': args.window, 'steps': args.steps, 'reps': args.reps,
           'host_memory': memory, 'load_avg_start': os.getloadavg()}
   print(f'{meta["cpu_model"]}, {args.threads} threads, {meta["data"]}; load average '
         f'{meta["load_avg_start"][0]:.2f}' +
@@ -208,6 +223,7 @@ def main(argv=None):
     mock.__enter__()
   runs = []
   images = labels = None
+  compiled_steps = {}  # (model, mode) -> the compiled twin's step, compiled once
   # Repetitions interleave every row, so a slow minute of the machine hits all of them.
   for rep in range(args.reps):
     for model in args.models:
@@ -222,6 +238,13 @@ def main(argv=None):
             images, labels = training_images(config, BATCH * (args.window + args.steps + 1))
           run['torch_img_per_s'] = time_torch_loop(torch, config, images, labels,
                                                    args.window, args.steps)
+          if args.torch_compile:
+            if (model, mode) not in compiled_steps:
+              compiled_steps[model, mode] = harness.torch_step(
+                  torch, config, torch.device('cpu'), compiled=True)[0]
+            run['torchc_img_per_s'] = time_torch_loop(
+                torch, config, images, labels, args.window, args.steps,
+                step=compiled_steps[model, mode])
         runs.append(run)
         print(f'rep {rep}: ' + harness.format_row(summarise([run], model, mode, []), _COLUMNS),
               flush=True)

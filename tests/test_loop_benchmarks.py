@@ -49,7 +49,7 @@ def test_loop_smoke_run_on_a_tiny_model(tmp_path):
 def test_loop_rows_summarise_both_frameworks():
   def run(rep, mode, jax_rate, torch_rate):
     return {'rep': rep, 'model': 'm', 'mode': mode, 'jax_img_per_s': jax_rate,
-            'torch_img_per_s': torch_rate, 'load_avg': 0.5,
+            'torch_img_per_s': torch_rate, 'torchc_img_per_s': 2 * torch_rate, 'load_avg': 0.5,
             'jax': {'seconds': 2.0, 'input_seconds': 0.1, 'compute_seconds': 1.8,
                     'host_seconds': 0.1}}
   runs = [run(0, 'full', 100, 90), run(0, 'chans', 130, 150), run(1, 'full', 110, 80),
@@ -61,6 +61,10 @@ def test_loop_rows_summarise_both_frameworks():
   assert chans['ratio_vs_torch'] == pytest.approx(125 / 150)
   assert chans['jax_time_vs_full'] == pytest.approx(100 / 125)
   assert chans['torch_time_vs_full'] == pytest.approx(90 / 150)
+  # The compiled twin (here twice the eager one's rate) is summarised the same way.
+  assert (full['torchc_img_per_s'], full['torchc_min'], full['torchc_max']) == (180, 160, 200)
+  assert chans['ratio_vs_compiled'] == pytest.approx(125 / 300)
+  assert chans['torchc_time_vs_full'] == pytest.approx(180 / 300)
   assert (chans['input_pct'], chans['compute_pct'], chans['host_pct']) == pytest.approx(
       (5, 90, 5))
 
@@ -70,6 +74,8 @@ def test_loop_rejects_bad_arguments_before_compute():
     loop.parse_args(['--out', 'x.json', '--reps', '0'])
   with pytest.raises(SystemExit):
     loop.parse_args(['--out', 'x.json', '--models', 'convmixer_9'])
+  with pytest.raises(SystemExit):
+    loop.parse_args(['--out', 'x.json', '--torch-compile', '--no-torch'])
 
 
 def _run(rep, mode, who, rate):

@@ -90,6 +90,7 @@ def test_patchify_matches_the_strided_valid_convolution(shape, k):
 
 @pytest.mark.parametrize('channels', [32, 19])  # whole 16-channel vectors, and a remainder
 def test_fused_native_gelu_norm_matches_gelu_then_batch_norm(monkeypatch, channels):
+  # BN(gelu(a + shift)), the shift being a conv's bias handed over (`add_bias=False`).
   from spatialmix_jax.kernels import native  # pylint: disable=g-import-not-at-top
   if not native.available():
     pytest.skip(f'native kernels not built here: {native.error()}')
@@ -102,19 +103,56 @@ def test_fused_native_gelu_norm_matches_gelu_then_batch_norm(monkeypatch, channe
   params = {'scale': 1 + jax.random.normal(keys[0], (channels,)),
             'bias': jax.random.normal(keys[1], (channels,))}
   cotangent = jax.random.normal(jax.random.key(3), a.shape)
+  shift = jax.random.normal(jax.random.key(4), (channels,))
 
   def run():
-    def loss(params, a):
-      y, state = module.apply({**variables, 'params': params}, a, mutable=['batch_stats'])
+    def loss(params, a, shift):
+      y, state = module.apply({**variables, 'params': params}, a, shift=shift,
+                              mutable=['batch_stats'])
       return jnp.sum(y * cotangent), (y, state)
-    grads, (y, state) = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, a)
+    grads, (y, state) = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(
+        params, a, shift)
     return y, state, grads
 
-  fused_hlo = jax.jit(lambda a: module.apply(variables, a, mutable=['batch_stats'])).lower(
-      a).as_text()
+  fused_hlo = jax.jit(lambda a: module.apply(variables, a, shift=shift,
+                                             mutable=['batch_stats'])).lower(a).as_text()
   assert 'spatialmix_gelu_norm_fwd' in fused_hlo  # the native path is the one under test
   fused = run()
   monkeypatch.setattr(batch_norm, '_fused_gelu', lambda act, x: False)
   reference = run()
   for got, want in zip(jax.tree.leaves(fused), jax.tree.leaves(reference)):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_convmixer_hands_its_conv_biases_to_the_fused_norm(monkeypatch):
+  # The whole ConvMixer trains the same with its mixers' biases added by the native kernel
+  # as with them added by XLA before a stock GELU and BatchNorm: outputs, running statistics
+  # and every gradient, the biases' included.
+  from spatialmix_jax.kernels import native  # pylint: disable=g-import-not-at-top
+  from spatialmix_jax.modeling import convmixer  # pylint: disable=g-import-not-at-top
+  if not native.available():
+    pytest.skip(f'native kernels not built here: {native.error()}')
+  model = convmixer.ConvMixer(width=19, depth=2, kernel_size=3, patch_size=2, num_classes=5)
+  x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  labels = jnp.arange(4) % 5
+  trained = {c: v for c, v in variables.items() if c != 'batch_stats'}
+
+  def run():
+    def loss(trained):
+      logits, state = model.apply({**trained, 'batch_stats': variables['batch_stats']}, x,
+                                  train=True, mutable=['batch_stats'])
+      picked = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)
+      return -jnp.mean(picked), (logits, state)
+    grads, (logits, state) = jax.jit(jax.grad(loss, has_aux=True))(trained)
+    return logits, state, grads
+
+  hlo = jax.jit(lambda v: model.apply(v, x, train=True, mutable=['batch_stats'])).lower(
+      variables).as_text()
+  assert hlo.count('spatialmix_gelu_norm_fwd') == 1 + 2 * 2  # stem, then two per block
+  fused = run()
+  assert jnp.any(fused[2]['spatial']['DepthwiseConv_0']['bias'] != 0)
+  monkeypatch.setattr(batch_norm, '_fused_gelu', lambda act, x: False)
+  reference = run()
+  for got, want in zip(jax.tree.leaves(fused), jax.tree.leaves(reference)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

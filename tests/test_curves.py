@@ -51,3 +51,18 @@ def test_gaps_read_full_minus_chans_clean_and_chans_minus_full_attacked(tmp_path
   assert 'not shorter schedules' in text and '| 4 | +1.0 |' in text
   curves.figure(rows, str(tmp_path / 'curve.png'))
   assert (tmp_path / 'curve.png').stat().st_size > 0
+
+
+def test_the_reproduction_report_draws_the_budget_curve_once_its_grid_has_cells(tmp_path):
+  from spatialmix_jax.study import reproduction  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'report'
+  out.mkdir()
+  assert reproduction.budget_section(str(tmp_path), str(out), 'report/') == []  # no grid yet
+  grid = tmp_path / 'paper_cifar10' / 'budget_curve'
+  for seed in (0, 1):
+    _cell(grid, 'full', seed, [_point(2, 0.60 + 0.01 * seed, 0.30)])
+    _cell(grid, 'chans', seed, [_point(2, 0.58 + 0.01 * seed, 0.33)])
+  section = '\n'.join(reproduction.budget_section(str(tmp_path), str(out), 'report/'))
+  assert '![budget_curve](report/budget_curve.png)' in section
+  assert '| clean accuracy, Full − Chans (Fig. 2) | 2 | +2.0 |' in section
+  assert (out / 'budget_curve.png').stat().st_size > 0

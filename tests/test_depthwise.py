@@ -38,6 +38,16 @@ def _skip_if_unavailable(impl, stride=1):
     pytest.skip('pallas is stride 1 only (tests/test_depthwise_pallas.py checks the error)')
 
 
+def test_native_kernels_build_wherever_a_compiler_is_found():
+  # Every native test skips when the kernels do not build, so a source that no longer compiles
+  # would otherwise pass the suite silently (and every CPU run would fall back to XLA).
+  import os, platform, shutil  # pylint: disable=g-import-not-at-top,multiple-imports
+  compiler = shutil.which(os.environ.get('CXX', 'g++'))
+  if platform.system() != 'Linux' or not compiler or os.environ.get('SPATIALMIX_NO_NATIVE'):
+    pytest.skip('no C++ compiler here (or native kernels turned off)')
+  assert native.available(), native.error()
+
+
 def _reference(x, kernel, stride):
   return lax.conv_general_dilated(
       x, kernel, window_strides=(stride, stride), padding='SAME',

@@ -81,6 +81,12 @@ def test_verdicts_follow_the_numbers_and_missing_grids_are_not_measured(tmp_path
   robust = _verdicts(claims, 'Fig. 6', 'Chans is more robust than Full')
   assert robust['paper_cifar10/fig6_modes'] == 'agrees'
   assert robust['repro_cifar10/robustness_long'] == 'not measured'
+  # No strong-attack records and no paper-size ConvMixer grid here: those rows say so.
+  assert _verdicts(claims, 'Fig. 6', 'Under attacks stronger')[
+      'paper_cifar10/fig6_modes'] == 'not measured'
+  assert _verdicts(claims, 'Fig. 5')['paper_cifar10/fig5_convmixer'] == 'not measured'
+  fig7 = _verdicts(claims, 'Fig. 7')
+  assert fig7['paper_cifar10/fig5_convmixer, paper_cifar10/fig7_smooth'] == 'not measured'
   assert _verdicts(claims, 'Fig. 6', 'Chans is more robust than Space')[
       'paper_cifar10/fig6_modes'] == 'agrees'
   assert _verdicts(claims, 'Fig. 6', 'After FGSM')['paper_cifar10/fig6_adversarial'] == 'agrees'

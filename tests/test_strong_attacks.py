@@ -161,3 +161,27 @@ def test_sanity_checks_flag_a_rise_with_eps_and_an_attack_weaker_than_fgsm():
   assert checks['ε = 0 equals clean'][0] is True
   record['attacks']['fgsm']['accuracy']['16'] = 0.35
   assert strong_attack_report.sanity(record, 'fgsm')['non-increasing in ε'][0] is False
+
+
+def test_the_claims_table_reads_every_stronger_attack_and_holds_only_under_all():
+  found = {}
+  for seed in range(5):
+    found[f'mode-full.seed-{seed}'] = _record('full', seed, 0.7, {
+        'fgsm': {'1': 0.5}, 'apgd': {'1': 0.30 + 0.01 * seed}})
+    found[f'mode-chans.seed-{seed}'] = _record('chans', seed, 0.7, {
+        'fgsm': {'1': 0.5}, 'apgd': {'1': 0.40 + 0.01 * seed},
+        'transfer_apgd': {'1': 0.45 + 0.01 * seed}})
+  entry = strong_attack_report.table_entry(found, 'g')
+  assert entry['verdict'] == 'agrees'
+  assert entry['seeds'] == '5 per arm'
+  assert 'FGSM, white-box:' not in entry['measured']  # the paper's attack has its own row
+  assert 'APGD-CE, white-box: full 0.3200 ± 0.0158, chans 0.4200 ± 0.0158' in entry['measured']
+  assert set(entry['cells']) == {f'g/{cell}' for cell in found}
+  # Images crafted on Full that bring Chans below Full: the claim fails under them, and so
+  # overall.
+  for seed in range(5):
+    found[f'mode-chans.seed-{seed}']['attacks']['transfer_apgd']['accuracy']['1'] = 0.2 + 0.01 * seed
+  entry = strong_attack_report.table_entry(found, 'g')
+  assert entry['verdict'] == 'disagrees'
+  assert 'APGD-CE, white-box: ' in entry['measured'] and '→ agrees' in entry['measured']
+  assert strong_attack_report.table_entry({}, 'g')['verdict'] == 'not measured'

@@ -6,7 +6,7 @@ embedded digits for un-shuffling): one grid per figure, each one resumable sweep
       --config.base.data_dir=../shared/tensorflow_datasets
 
   fig6_modes        Fig. 6 (and Fig. 2's Full/Chans/Space): separable pre-activation ResNet-8
-                    (CIFAR form 6n+2 with n = 1, d = 9), full / chans / space × 2 seeds,
+                    (CIFAR form 6n+2 with n = 1, d = 9), full / chans / space × 5 seeds,
                     4 epochs; clean accuracy, then FGSM and PGD-2 (the paper's PGD) at
                     ε = 0…4/255.
   fig6_adversarial  Fig. 6: the same three modes trained on FGSM images (ε = 1/255), attacked
@@ -19,8 +19,10 @@ embedded digits for un-shuffling): one grid per figure, each one resumable sweep
   fig10_depth       kernel 1 / 3 / 5 / 7, of depth 1 / 2 / 4 / 8 (kernel 5), of width
   fig10_width       16 / 32 / 64 / 128 (depth 4, kernel 5); full and chans × 3 seeds, 20 epochs.
   fig5_convmixer    Fig. 5: the paper's CIFAR ConvMixer (width 128, kernel 8, patch 1) at depth 4
-                    (one point of the figure's depth axis), full / chans / space × 3 seeds,
-                    1 epoch, attacked like fig6_modes (Fig. 6's question on a ConvMixer).
+                    (one point of the figure's depth axis), full / chans / space × 5 seeds
+                    (Fig. 5's modes are a headline claim; seeds 0-2 first:
+                    --cells=mode-full.seed-0,...), 1 epoch, attacked like fig6_modes (Fig. 6's
+                    question on a ConvMixer).
   fig7_smooth       Fig. 7: that ConvMixer in chans with smoothed frozen filters (σ = 1, 2 px)
                     × 3 seeds (plain filters: fig5_convmixer's chans cells), attacked the same.
   budget_curve      How the Fig. 2 and Fig. 6 gaps move with training length: the fig6_modes
@@ -114,7 +116,7 @@ def get_config(variant=''):
         [{f'model.{name}': v} for v in values], _grid.modes(('full', 'chans')),
         _grid.seeds(3)])
   if variant == 'fig5_convmixer':
-    return _grid.make_grid(variant, _convmixer(), [_grid.modes(), _grid.seeds(3)])
+    return _grid.make_grid(variant, _convmixer(), [_grid.modes(), _grid.seeds(5)])
   if variant == 'fig7_smooth':
     base = _convmixer()
     base.model.spatial_init = 'smooth'

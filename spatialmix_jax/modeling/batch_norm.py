@@ -13,8 +13,10 @@ needs one reduction pass over (dy, x) and one elementwise pass, as PyTorch's ker
 
 `BatchNorm(act='gelu')` normalises gelu(x), the ConvMixer's BN(GELU(conv)). In training on
 CPU in float32 that runs as one native kernel pair (csrc/gelu_norm_cpu.cc, built by
-`native.py`), which also keeps GELU's derivative from the forward pass; elsewhere (GPU, TPU,
-bfloat16, evaluation, no compiler) the activation is applied by XLA and normalised as above.
+`native.py`), which also keeps GELU's derivative from the forward pass and adds the conv's
+bias (`shift`, when the conv hands it over instead of adding it) in the same pass; elsewhere
+(GPU, TPU, bfloat16, evaluation, no compiler) the shift and activation are applied by XLA and
+the result normalised as above.
 """
 
 import functools
@@ -75,33 +77,36 @@ def _normalize_batch_bwd(epsilon, residuals, cotangents):
 normalize_batch.defvjp(_normalize_batch_fwd, _normalize_batch_bwd)
 
 
-def _gelu_norm_call(a, scale, bias, epsilon):
+def _gelu_norm_call(a, shift, scale, bias, epsilon):
   shape, channels = jax.ShapeDtypeStruct(a.shape, jnp.float32), jax.ShapeDtypeStruct(
       scale.shape, jnp.float32)
   return jax.ffi.ffi_call('spatialmix_gelu_norm_fwd', (shape, shape, shape, channels, channels),
-                          vmap_method='sequential')(a, scale, bias, epsilon=np.float32(epsilon))
+                          vmap_method='sequential')(a, scale, bias, shift,
+                                                    epsilon=np.float32(epsilon))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def gelu_normalize_batch(a, scale, bias, epsilon):
-  """normalize_batch(gelu(a), ...) for float32 `a` on the native CPU kernel."""
-  y, _, _, mean, var = _gelu_norm_call(a, scale, bias, epsilon)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def gelu_normalize_batch(a, shift, scale, bias, epsilon):
+  """normalize_batch(gelu(a + shift), ...) for float32 `a` and a per-channel `shift` on the
+  native CPU kernel."""
+  y, _, _, mean, var = _gelu_norm_call(a, shift, scale, bias, epsilon)
   return y, mean, var
 
 
-def _gelu_normalize_batch_fwd(a, scale, bias, epsilon):
-  y, g, dg, mean, var = _gelu_norm_call(a, scale, bias, epsilon)
+def _gelu_normalize_batch_fwd(a, shift, scale, bias, epsilon):
+  y, g, dg, mean, var = _gelu_norm_call(a, shift, scale, bias, epsilon)
   return (y, mean, var), (g, dg, mean, var, scale)
 
 
 def _gelu_normalize_batch_bwd(epsilon, residuals, cotangents):
   g, dg, mean, var, scale = residuals
   channels = jax.ShapeDtypeStruct(scale.shape, jnp.float32)
-  return jax.ffi.ffi_call(
+  da, dscale, dbias, dshift = jax.ffi.ffi_call(
       'spatialmix_gelu_norm_bwd', (jax.ShapeDtypeStruct(g.shape, jnp.float32), channels,
-                                   channels), vmap_method='sequential')(
+                                   channels, channels), vmap_method='sequential')(
           cotangents[0].astype(jnp.float32), g, dg, mean, var, scale,
           epsilon=np.float32(epsilon))
+  return da, dshift, dscale, dbias
 
 
 gelu_normalize_batch.defvjp(_gelu_normalize_batch_fwd, _gelu_normalize_batch_bwd)
@@ -113,8 +118,10 @@ def _fused_gelu(act, x):
 
 
 class BatchNorm(nn.Module):
-  """BatchNorm over NHWC (or NC) inputs, of `act(x)` when `act` is set; `momentum` weights the
-  running average, as in flax."""
+  """BatchNorm over NHWC (or NC) inputs, of `act(x + shift)` when `act` is set; `momentum`
+  weights the running average, as in flax. `shift`: a per-channel bias the preceding layer
+  left for this one to add (`layers.DepthwiseConv(...)(x, add_bias=False)`), which the fused
+  kernel adds without a pass of its own."""
   use_running_average: bool = False
   momentum: float = 0.9
   epsilon: float = 1e-5
@@ -122,7 +129,7 @@ class BatchNorm(nn.Module):
   act: Optional[str] = None
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, shift=None):
     features = (x.shape[-1],)
     scale = self.param('scale', nn.initializers.ones, features, jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, features, jnp.float32)
@@ -130,8 +137,11 @@ class BatchNorm(nn.Module):
     ra_var = self.variable('batch_stats', 'var', jnp.ones, features, jnp.float32)
     dtype = self.dtype or x.dtype
     if not self.use_running_average and _fused_gelu(self.act, x):
-      y, mean, var = gelu_normalize_batch(x, scale, bias, self.epsilon)
+      shift = jnp.zeros(features, jnp.float32) if shift is None else shift.astype(jnp.float32)
+      y, mean, var = gelu_normalize_batch(x, shift, scale, bias, self.epsilon)
     else:
+      if shift is not None:
+        x = x + shift.astype(x.dtype)
       if self.act is not None:
         x = activations.activation(self.act)(x)
       if self.use_running_average:

@@ -35,14 +35,17 @@ class ConvMixer(nn.Module):
 
   def mix(self, x, train):
     """Normalisation, stem and mixer blocks; called from a compact `__call__`."""
-    # BN(act(conv)): the norm applies the activation, so it can fuse the two.
+    # BN(act(conv + bias)): the norm adds the mixers' biases and applies the activation, so
+    # it can fuse the three (`add_bias=False` hands it the bias).
     act_norm = functools.partial(layers.BatchNorm, use_running_average=not train,
                                  dtype=self.dtype, act=self.act)
     x = layers.normalize(x.astype(jnp.float32), self.mean, self.std)
     x = act_norm()(layers.PatchStem(self.width, self.patch_size, self.init_scheme, self.dtype)(x))
     for _ in range(self.depth):
-      x = x + act_norm()(self.depthwise(kernel_size=self.kernel_size, use_bias=True)(x))
-      x = act_norm()(self.pointwise(self.width)(x))
+      y, bias = self.depthwise(kernel_size=self.kernel_size, use_bias=True)(x, add_bias=False)
+      x = x + act_norm()(y, shift=bias)
+      y, bias = self.pointwise(self.width)(x, add_bias=False)
+      x = act_norm()(y, shift=bias)
     return x
 
   @nn.compact

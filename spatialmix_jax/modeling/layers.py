@@ -33,7 +33,10 @@ def _variable(module, collection, name, init, shape):
 
 
 class DepthwiseConv(nn.Module):
-  """'SAME' depthwise conv: kernel (k, k, 1, C*d) and bias (C*d,) in `spatial`."""
+  """'SAME' depthwise conv: kernel (k, k, 1, C*d) and bias (C*d,) in `spatial`.
+
+  Called with `add_bias=False` it returns (conv output, bias or None) for a consumer that adds
+  the bias in a pass it makes anyway (`batch_norm.BatchNorm(act=...)(y, shift=bias)`)."""
   depth_multiplier: int = 1
   kernel_size: int = 3
   strides: int = 1
@@ -45,21 +48,29 @@ class DepthwiseConv(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, add_bias=True):
     k, out = self.kernel_size, x.shape[-1] * self.depth_multiplier
     init = filters.kernel_init(self.spatial_init, self.init_scheme, self.smooth_sigma,
                                self.depth_multiplier)
     kernel = _variable(self, 'spatial', 'kernel', init, (k, k, 1, out))
     y = depthwise.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype),
                                  stride=self.strides, impl=self.depthwise_impl)
+    bias = None
     if self.use_bias:
-      y = y + _variable(self, 'spatial', 'bias', filters.bias_init(self.init_scheme, k * k),
-                        (out,)).astype(self.dtype)
-    return y
+      bias = _variable(self, 'spatial', 'bias', filters.bias_init(self.init_scheme, k * k),
+                       (out,)).astype(self.dtype)
+    return _biased(y, bias, add_bias)
+
+
+def _biased(y, bias, add_bias):
+  if not add_bias:
+    return y, bias
+  return y if bias is None else y + bias
 
 
 class PointwiseConv(nn.Module):
-  """1x1 conv (channel mixing): kernel (1, 1, C_in, features) and bias in `collection`."""
+  """1x1 conv (channel mixing): kernel (1, 1, C_in, features) and bias in `collection`;
+  `add_bias=False` as for `DepthwiseConv`."""
   features: int
   use_bias: bool = True
   strides: int = 1
@@ -68,17 +79,18 @@ class PointwiseConv(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, add_bias=True):
     c_in = x.shape[-1]
     kernel = _variable(self, self.collection, 'kernel',
                        filters.kernel_init('random', self.init_scheme), (1, 1, c_in, self.features))
     # A strided 1x1 'SAME' conv reads exactly the pixels at multiples of the stride.
     x = x[:, ::self.strides, ::self.strides].astype(self.dtype)
     y = jnp.einsum('nhwc,cf->nhwf', x, kernel[0, 0].astype(self.dtype))
+    bias = None
     if self.use_bias:
-      y = y + _variable(self, self.collection, 'bias', filters.bias_init(self.init_scheme, c_in),
-                        (self.features,)).astype(self.dtype)
-    return y
+      bias = _variable(self, self.collection, 'bias', filters.bias_init(self.init_scheme, c_in),
+                       (self.features,)).astype(self.dtype)
+    return _biased(y, bias, add_bias)
 
 
 def patchify(x, kernel):

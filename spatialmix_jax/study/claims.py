@@ -12,11 +12,13 @@ accuracy"), each half with its own verdict.
 
 from spatialmix_jax.modeling import presets
 from spatialmix_jax.study import records
+from spatialmix_jax.study import strong_attack_report
 from spatialmix_jax.study import verdicts
 
 GRIDS = ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial',
          'paper_cifar10/fig3_families', 'paper_cifar10/fig4_width', 'paper_cifar10/fig10_kernel',
          'paper_cifar10/fig10_depth', 'paper_cifar10/fig10_width',
+         'paper_cifar10/fig5_convmixer', 'paper_cifar10/fig7_smooth',
          'repro_cifar10/convmixer_modes', 'repro_cifar10/resnet_modes', 'repro_cifar10/families',
          'repro_cifar10/smooth', 'repro_cifar10/robustness_long', 'repro_cifar10/adversarial',
          'repro_cifar10/unshuffle', 'repro_cifar10/unshuffle_digits')
@@ -90,10 +92,12 @@ def budget(rows):
   return '; '.join(seen) or '—'
 
 
-def table(rows, coverages):
-  """[(figure, claim, grids, result)] in the paper's order; result as verdicts' claims."""
+def table(rows, coverages, strong_attacks=None):
+  """[(figure, claim, grids, result)] in the paper's order; result as verdicts' claims.
+  `strong_attacks`: fig6_modes' strong-attack records (`strong_attack_report.load`)."""
   g = rows
   fig6, convmixer = g['paper_cifar10/fig6_modes'], g['repro_cifar10/convmixer_modes']
+  fig5, fig7 = g['paper_cifar10/fig5_convmixer'], g['paper_cifar10/fig7_smooth']
   robust_long = g['repro_cifar10/robustness_long']
   match = 'Chans (spatial filters frozen at random init) nearly matches Full.'
   lags = 'Space (channel mixing frozen) lags far behind Full and Chans.'
@@ -114,6 +118,8 @@ def table(rows, coverages):
        verdicts.modes_match(g['repro_cifar10/resnet_modes'])),
       ('Fig. 2', lags, ('repro_cifar10/resnet_modes',),
        verdicts.space_lags(g['repro_cifar10/resnet_modes'])),
+      ('Fig. 5', match, ('paper_cifar10/fig5_convmixer',), verdicts.modes_match(fig5)),
+      ('Fig. 5', lags, ('paper_cifar10/fig5_convmixer',), verdicts.space_lags(fig5)),
       ('Fig. 5', match, ('repro_cifar10/convmixer_modes',), verdicts.modes_match(convmixer)),
       ('Fig. 5', lags, ('repro_cifar10/convmixer_modes',), verdicts.space_lags(convmixer)),
       ('Fig. 3', families, ('paper_cifar10/fig6_modes', 'paper_cifar10/fig3_families'),
@@ -130,6 +136,11 @@ def table(rows, coverages):
       ('Fig. 4', 'The Full − Chans gap narrows as width grows.', ('paper_cifar10/fig4_width',),
        verdicts.width_narrows(g['paper_cifar10/fig4_width'])),
       ('Fig. 6', robust, ('paper_cifar10/fig6_modes',), verdicts.robustness(fig6)),
+      ('Fig. 6', 'Under attacks stronger than the paper\'s (PGD-20 with a random start and '
+       'APGD-CE, white-box and crafted on Full, each read alone and all at once) Chans is still '
+       'more robust than Full at ε = 1/255.', ('paper_cifar10/fig6_modes',),
+       strong_attack_report.table_entry(strong_attacks or {}, 'paper_cifar10/fig6_modes')),
+      ('Fig. 6', robust, ('paper_cifar10/fig5_convmixer',), verdicts.robustness(fig5)),
       ('Fig. 6', robust, ('repro_cifar10/convmixer_modes',), verdicts.robustness(convmixer)),
       ('Fig. 6', robust, ('repro_cifar10/robustness_long',),
        verdicts.robustness(robust_long, where={'model.spatial_init': 'random'})),
@@ -141,6 +152,10 @@ def table(rows, coverages):
        verdicts.adversarial(g['paper_cifar10/fig6_adversarial'])),
       ('Fig. 6', adversarial, ('repro_cifar10/adversarial',),
        verdicts.adversarial(g['repro_cifar10/adversarial'])),
+      ('Fig. 7', smooth, ('paper_cifar10/fig5_convmixer', 'paper_cifar10/fig7_smooth'),
+       verdicts.smoothing(fig5 + fig7)),
+      ('Fig. 7', smooth_clean, ('paper_cifar10/fig5_convmixer', 'paper_cifar10/fig7_smooth'),
+       verdicts.smoothing_clean(fig5 + fig7)),
       ('Fig. 7', smooth, ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'),
        verdicts.smoothing(convmixer + g['repro_cifar10/smooth'])),
       ('Fig. 7', smooth_clean, ('repro_cifar10/convmixer_modes', 'repro_cifar10/smooth'),
@@ -190,12 +205,12 @@ def integrity(rows):
           for r in verdicts.plain(grid_rows) if r['frozen_unchanged'] is not True}
 
 
-def read(rows, coverages):
+def read(rows, coverages, strong_attacks=None):
   """The claims table's entries: claims.table's verdicts with each row's architecture, budget
   and the cells it read whose frozen collections changed during training (`flagged`)."""
   changed = {cell for cell, unchanged in integrity(rows).items() if unchanged is False}
   entries = []
-  for figure, claim, grids, result in table(rows, coverages):
+  for figure, claim, grids, result in table(rows, coverages, strong_attacks):
     grid_rows = [r for g in grids for r in rows[g]]
     entries.append({
         'figure': figure, 'claim': claim, 'grids': ', '.join(grids) or '—',

@@ -22,10 +22,12 @@ import sys
 from spatialmix_jax.infra import errors
 from spatialmix_jax.modeling import presets
 from spatialmix_jax.study import claims as claims_table
+from spatialmix_jax.study import curves
 from spatialmix_jax.study import records
 from spatialmix_jax.study import reproduced_figures
 from spatialmix_jax.study import significance
 from spatialmix_jax.study import spectral
+from spatialmix_jax.study import strong_attack_report
 from spatialmix_jax.study import verdicts
 
 SPECTRAL_FAMILIES = (('random', {}), ('same', {}), ('box', {}), ('identity', {}),
@@ -127,6 +129,17 @@ FIGURES = (
     ('fig6_pgd', 'Fig. 6: PGD-2 accuracy vs ε, separable ResNet-8, plain and FGSM-trained',
      ('paper_cifar10/fig6_modes', 'paper_cifar10/fig6_adversarial'), 'epsilon',
      'attacked_accuracy', lambda r: r.get('attack') == 'pgd'),
+    ('fig5_paper_modes',
+     'Fig. 5: Full / Chans / Space, the paper\'s CIFAR ConvMixer-128 k8 p1 at depth 4 (1 epoch)',
+     ('paper_cifar10/fig5_convmixer',), 'mode', 'test_accuracy', lambda r: True),
+    ('fig7_paper_fgsm', 'Fig. 7: Chans FGSM accuracy vs ε, plain and smoothed filters, '
+     'ConvMixer-128/4 k8 p1',
+     ('paper_cifar10/fig5_convmixer', 'paper_cifar10/fig7_smooth'),
+     'epsilon', 'attacked_accuracy', lambda r: r.get('attack') == 'fgsm' and r['mode'] == 'chans'),
+    ('fig7_paper_clean', 'Fig. 7: Chans clean accuracy vs smoothing σ (σ = 0: plain), '
+     'ConvMixer-128/4 k8 p1',
+     ('paper_cifar10/fig5_convmixer', 'paper_cifar10/fig7_smooth'),
+     'model.smooth_sigma', 'test_accuracy', lambda r: r['mode'] == 'chans'),
     ('fig5_convmixer_modes',
      'Fig. 5: Full / Chans / Space, ConvMixer-128/4 k5 p2 (not the paper\'s size)',
      ('repro_cifar10/convmixer_modes',), 'mode', 'test_accuracy', lambda r: True),
@@ -169,6 +182,20 @@ def _figures(rows, out, prefix):
     if section:
       sections.append(section)
   return sections
+
+
+def budget_section(workdir, out, prefix):
+  """The budget curve of the Fig. 2 and Fig. 6 gaps (`curves.py`) when its grid has cells with
+  both modes; [] otherwise."""
+  folder = os.path.join(workdir, 'paper_cifar10', 'budget_curve')
+  gaps = curves.gap_table(curves.load(folder)) if os.path.isdir(folder) else []
+  if not gaps:
+    return []
+  curves.figure(gaps, os.path.join(out, 'budget_curve.png'))
+  return ['## Budget curve: the Fig. 2 and Fig. 6 gaps against training length', '',
+          f'paper_cifar10/budget_curve: the fig6_modes ResNet-8 in full and chans, '
+          f'{curves.LABEL}.', '', f'![budget_curve]({prefix}budget_curve.png)', '',
+          curves.markdown(gaps)]
 
 
 def rule_section():
@@ -238,7 +265,9 @@ def write(workdir, output):
       os.remove(os.path.join(out, name))
   prefix = f'{stem}/'
   spectral_md, coverages = spectral_section(rows, out, prefix)
-  claims = claims_table.read(rows, coverages)
+  fig6 = os.path.join(workdir, 'paper_cifar10', 'fig6_modes')
+  strong = strong_attack_report.load(fig6) if os.path.isdir(fig6) else {}
+  claims = claims_table.read(rows, coverages, strong)
   table = ['| # | figure | claim | architecture | grid | budget | test | seeds | measured | '
            'verdict |', '|---|---|---|---|---|---|---|---|---|---|']
   for index, c in enumerate(claims, 1):
@@ -284,6 +313,7 @@ def write(workdir, output):
       '```',
       '',
       *_figures(rows, out, prefix),
+      *budget_section(workdir, out, prefix),
       spectral_md,
       *reproduced_figures.section(workdir),
   ]

@@ -1,18 +1,21 @@
-// Native CPU kernels for jax.ffi: exact GELU followed by training-mode BatchNorm, y = BN(gelu(a)),
-// forward and backward, in the fewest passes over memory.
+// Native CPU kernels for jax.ffi: a per-channel shift (the preceding conv's bias), exact GELU and
+// training-mode BatchNorm, y = BN(gelu(a + shift)), forward and backward, in the fewest passes
+// over memory.
 //
 // Layout: a, y, da, dy of shape (..., C), float32, row-major: M = size / C rows of C channels;
-// scale, bias, mean, var of shape (C). Statistics are over the M rows, as flax's BatchNorm
+// shift, scale, bias, mean, var of shape (C). Statistics are over the M rows, as flax's BatchNorm
 // computes them (mean of g and of g², variance E[g²] - E[g]² clipped at 0), summed per block
 // of rows in float32 and across blocks in double, in a fixed order (results do not depend on
 // thread timing).
 //
-//   forward:  pass 1 reads a and writes g = gelu(a) and dg = gelu'(a) (both kept for the
-//             backward pass) while summing g and g²; pass 2 reads g and writes y.
+//   forward:  pass 1 reads a and writes g = gelu(a + shift) and dg = gelu'(a + shift) (both
+//             kept for the backward pass) while summing g and g²; pass 2 reads g and writes y.
 //   backward: pass 1 reads dy and g for the sums of dy and dy·x̂ (x̂ = normalised g); pass 2
 //             reads dy, g and dg and writes da = dg · scale · inv · (dy - mean(dy) - x̂ ·
-//             mean(dy·x̂)), with the gradients of scale and bias from the same sums.
-// XLA's own fusions of the same maths take about twice as many passes on this machine.
+//             mean(dy·x̂)), summing da for the gradient of shift; the gradients of scale and
+//             bias come from pass 1's sums.
+// XLA's own fusions of the same maths take about twice as many passes on this machine, and the
+// conv bias added by XLA would take one more pass each way.
 //
 // gelu(a) = a·Φ(a), Φ(a) = (1 + erf(a/√2)) / 2, gelu'(a) = Φ(a) + a·φ(a). erfc(|x|) is the
 // classic rational approximation of Abramowitz & Stegun (7.1.26, absolute error < 1.5e-7)
@@ -96,9 +99,19 @@ void CombineSums(const Rows& r, const std::vector<float>& partial, std::vector<d
   }
 }
 
-void Forward(ffi::ThreadPool& pool, const Rows& r, const float* a, const float* scale,
-             const float* bias, float epsilon, float* y, float* g, float* dg, float* mean,
-             float* var) {
+// The same for one sum per channel (blocks x C floats), written out as float32.
+void CombineSum(const Rows& r, const std::vector<float>& partial, float* out) {
+  std::vector<double> sum(r.c, 0.0);
+  for (int64_t b = 0; b < r.blocks(); ++b) {
+    const float* p = partial.data() + b * r.c;
+    for (int64_t ch = 0; ch < r.c; ++ch) sum[ch] += p[ch];
+  }
+  for (int64_t ch = 0; ch < r.c; ++ch) out[ch] = static_cast<float>(sum[ch]);
+}
+
+void Forward(ffi::ThreadPool& pool, const Rows& r, const float* a, const float* shift,
+             const float* scale, const float* bias, float epsilon, float* y, float* g, float* dg,
+             float* mean, float* var) {
   std::vector<float> partial(r.blocks() * 2 * r.c, 0.0f);
   ParallelFor(pool, r.blocks(), [&](int64_t b) {
     float* sum = partial.data() + b * 2 * r.c;
@@ -108,7 +121,7 @@ void Forward(ffi::ThreadPool& pool, const Rows& r, const float* a, const float* 
       int64_t ch = 0;
       for (; ch + kLanes <= r.c; ch += kLanes) {
         V16 gv, dgv;
-        Gelu(Load(a + o + ch), &gv, &dgv);
+        Gelu(Load(a + o + ch) + Load(shift + ch), &gv, &dgv);
         Store(g + o + ch, gv);
         Store(dg + o + ch, dgv);
         Store(sum + ch, Load(sum + ch) + gv);
@@ -116,7 +129,7 @@ void Forward(ffi::ThreadPool& pool, const Rows& r, const float* a, const float* 
       }
       for (; ch < r.c; ++ch) {  // channels that do not fill a vector
         V16 gv, dgv;
-        Gelu(Splat(a[o + ch]), &gv, &dgv);
+        Gelu(Splat(a[o + ch] + shift[ch]), &gv, &dgv);
         g[o + ch] = gv[0];
         dg[o + ch] = dgv[0];
         sum[ch] += gv[0];
@@ -126,29 +139,29 @@ void Forward(ffi::ThreadPool& pool, const Rows& r, const float* a, const float* 
   });
   std::vector<double> sum, sum_sq;
   CombineSums(r, partial, &sum, &sum_sq);
-  std::vector<float> shift(r.c), mul(r.c);
+  std::vector<float> offset(r.c), mul(r.c);
   for (int64_t ch = 0; ch < r.c; ++ch) {
     const double mu = sum[ch] / r.m;
     mean[ch] = static_cast<float>(mu);
     var[ch] = static_cast<float>(std::max(0.0, sum_sq[ch] / r.m - mu * mu));
     mul[ch] = scale[ch] / std::sqrt(var[ch] + epsilon);
-    shift[ch] = bias[ch] - mean[ch] * mul[ch];
+    offset[ch] = bias[ch] - mean[ch] * mul[ch];
   }
   ParallelFor(pool, r.blocks(), [&](int64_t b) {
     for (int64_t row = r.begin(b); row < r.end(b); ++row) {
       const int64_t o = row * r.c;
       int64_t ch = 0;
       for (; ch + kLanes <= r.c; ch += kLanes) {
-        Store(y + o + ch, Load(g + o + ch) * Load(mul.data() + ch) + Load(shift.data() + ch));
+        Store(y + o + ch, Load(g + o + ch) * Load(mul.data() + ch) + Load(offset.data() + ch));
       }
-      for (; ch < r.c; ++ch) y[o + ch] = g[o + ch] * mul[ch] + shift[ch];
+      for (; ch < r.c; ++ch) y[o + ch] = g[o + ch] * mul[ch] + offset[ch];
     }
   });
 }
 
 void Backward(ffi::ThreadPool& pool, const Rows& r, const float* dy, const float* g,
               const float* dg, const float* mean, const float* var, const float* scale,
-              float epsilon, float* da, float* dscale, float* dbias) {
+              float epsilon, float* da, float* dscale, float* dbias, float* dshift) {
   std::vector<float> inv(r.c);
   for (int64_t ch = 0; ch < r.c; ++ch) inv[ch] = 1.0f / std::sqrt(var[ch] + epsilon);
   std::vector<float> partial(r.blocks() * 2 * r.c, 0.0f);
@@ -183,20 +196,26 @@ void Backward(ffi::ThreadPool& pool, const Rows& r, const float* dy, const float
     u[ch] = static_cast<float>(-k[ch] * slope);
     w[ch] = static_cast<float>(-k[ch] * (sum_dy[ch] / r.m - slope * mean[ch]));
   }
+  std::vector<float> partial_da(r.blocks() * r.c, 0.0f);
   ParallelFor(pool, r.blocks(), [&](int64_t b) {
+    float* sum_da = partial_da.data() + b * r.c;
     for (int64_t row = r.begin(b); row < r.end(b); ++row) {
       const int64_t o = row * r.c;
       int64_t ch = 0;
       for (; ch + kLanes <= r.c; ch += kLanes) {
         const V16 inner = Load(k.data() + ch) * Load(dy + o + ch) +
                           Load(u.data() + ch) * Load(g + o + ch) + Load(w.data() + ch);
-        Store(da + o + ch, Load(dg + o + ch) * inner);
+        const V16 d = Load(dg + o + ch) * inner;
+        Store(da + o + ch, d);
+        Store(sum_da + ch, Load(sum_da + ch) + d);
       }
       for (; ch < r.c; ++ch) {
         da[o + ch] = dg[o + ch] * (k[ch] * dy[o + ch] + u[ch] * g[o + ch] + w[ch]);
+        sum_da[ch] += da[o + ch];
       }
     }
   });
+  CombineSum(r, partial_da, dshift);
 }
 
 ffi::Error CheckRows(ffi::AnyBuffer::Dimensions dims, int64_t channels, Rows* r) {
@@ -211,14 +230,18 @@ ffi::Error CheckRows(ffi::AnyBuffer::Dimensions dims, int64_t channels, Rows* r)
 }
 
 ffi::Error FwdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> scale,
-                   ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y,
+                   ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> shift,
+                   ffi::ResultBuffer<ffi::F32> y,
                    ffi::ResultBuffer<ffi::F32> g, ffi::ResultBuffer<ffi::F32> dg,
                    ffi::ResultBuffer<ffi::F32> mean, ffi::ResultBuffer<ffi::F32> var,
                    float epsilon) {
   Rows r;
   if (auto e = CheckRows(a.dimensions(), scale.element_count(), &r); e.failure()) return e;
-  Forward(pool, r, a.typed_data(), scale.typed_data(), bias.typed_data(), epsilon,
-          y->typed_data(), g->typed_data(), dg->typed_data(), mean->typed_data(),
+  if (shift.element_count() != r.c) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "gelu_norm: one shift per channel");
+  }
+  Forward(pool, r, a.typed_data(), shift.typed_data(), scale.typed_data(), bias.typed_data(),
+          epsilon, y->typed_data(), g->typed_data(), dg->typed_data(), mean->typed_data(),
           var->typed_data());
   return ffi::Error::Success();
 }
@@ -227,12 +250,13 @@ ffi::Error BwdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy, ffi::Buffer<f
                    ffi::Buffer<ffi::F32> dg, ffi::Buffer<ffi::F32> mean,
                    ffi::Buffer<ffi::F32> var, ffi::Buffer<ffi::F32> scale,
                    ffi::ResultBuffer<ffi::F32> da, ffi::ResultBuffer<ffi::F32> dscale,
-                   ffi::ResultBuffer<ffi::F32> dbias, float epsilon) {
+                   ffi::ResultBuffer<ffi::F32> dbias, ffi::ResultBuffer<ffi::F32> dshift,
+                   float epsilon) {
   Rows r;
   if (auto e = CheckRows(dy.dimensions(), scale.element_count(), &r); e.failure()) return e;
   Backward(pool, r, dy.typed_data(), g.typed_data(), dg.typed_data(), mean.typed_data(),
            var.typed_data(), scale.typed_data(), epsilon, da->typed_data(),
-           dscale->typed_data(), dbias->typed_data());
+           dscale->typed_data(), dbias->typed_data(), dshift->typed_data());
   return ffi::Error::Success();
 }
 
@@ -241,6 +265,7 @@ ffi::Error BwdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy, ffi::Buffer<f
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SpatialmixGeluNormFwd, FwdImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
@@ -260,6 +285,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SpatialmixGeluNormBwd, BwdImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()

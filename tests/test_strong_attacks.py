@@ -40,6 +40,20 @@ def _request(**changes):
   return strong_attacks.parse_request(**fields)
 
 
+def test_transfer_sources_pair_cells_seed_by_seed():
+  # Several seeds of Full and Chans in one grid: each Chans cell is attacked with images
+  # crafted on the Full model of its own seed (with all seeds in one group there would be
+  # several Full cells and none would be the source).
+  cells = {f'mode-{mode}.seed-{seed}': {'mode': mode, 'seed': seed, 'model': {'width': 16}}
+           for mode in ('full', 'chans') for seed in (0, 1, 2)}
+  planned = sorted((source, sorted(selected))
+                   for source, selected in strong_attacks.plan(cells, _request()))
+  assert planned == [(f'mode-full.seed-{s}', [f'mode-chans.seed-{s}', f'mode-full.seed-{s}'])
+                     for s in (0, 1, 2)]
+  only = strong_attacks.plan(cells, _request(), only=['mode-chans.seed-1'])
+  assert only == [('mode-full.seed-1', ['mode-chans.seed-1'])]
+
+
 def _read(grid, cell):
   with open(grid / cell / strong_attacks.OUTPUT) as f:
     return json.load(f)

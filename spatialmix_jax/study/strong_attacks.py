@@ -41,8 +41,11 @@ from spatialmix_jax.study import strong_attack_report
 OUTPUT = strong_attack_report.CELL_RECORD
 DEFAULT_ATTACKS = 'fgsm,pgd20,apgd'
 # Fields that do not make two cells different experiments for transfer: the mode is what
-# differs between a Full source and its targets; the rest is bookkeeping or how to attack.
-_NOT_PEER_FIELDS = ('mode', 'frozen_collections') + records.BOOKKEEPING_FIELDS
+# differs between a Full source and its targets; the rest is bookkeeping or how to attack. The
+# seed is kept: a cell's transfer source is the Full model of its own seed (the same data order
+# and initial draw), so a grid of several seeds pairs them seed by seed.
+_NOT_PEER_FIELDS = ('mode', 'frozen_collections') + tuple(
+    f for f in records.BOOKKEEPING_FIELDS if f != 'seed')
 
 
 @dataclasses.dataclass(frozen=True)

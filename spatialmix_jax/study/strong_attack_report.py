@@ -103,6 +103,11 @@ def _ordered(attacks):
   return sorted(attacks, key=key)
 
 
+def _attacks(found):
+  """Every attack any cell of `found` has, in the report's order."""
+  return _ordered({a for r in found.values() for a in r['attacks']})
+
+
 def _per_seed(found, mode, attack, label):
   return {r['seed']: r['attacks'][attack]['accuracy'][label] for r in found.values()
           if r['mode'] == mode and attack in r['attacks']
@@ -179,7 +184,7 @@ def table_entry(found, grid, min_seeds=verdicts.HEADLINE_SEEDS):
     return verdicts.not_measured(f'no cell of {grid} attacked yet: python -m '
                                  f'spatialmix_jax.study.strong_attacks --workdir=.../{grid}')
   parts = []
-  for name, attacks in claims(_ordered({a for r in found.values() for a in r['attacks']})):
+  for name, attacks in claims(_attacks(found)):
     if attacks == ['fgsm']:
       continue
     result = claim(found, attacks, min_seeds=min_seeds)
@@ -259,7 +264,7 @@ def write(workdir):
   if not found:
     raise errors.NoResultsError(f'No cell under {workdir!r} has {CELL_RECORD} yet: run python '
                      '-m spatialmix_jax.study.strong_attacks first.')
-  attacks = _ordered({a for r in found.values() for a in r['attacks']})
+  attacks = _attacks(found)
   examples = sorted({r['num_examples'] for r in found.values()})
   steps = sorted({r['step'] for r in found.values()})
   lines = [f'# Stronger attacks: {os.path.basename(os.path.abspath(workdir))}', '',
